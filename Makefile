@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make demo   - install what is missing, build, and run the product's main job
+#   make test   - install what is missing, build, and run the test suite with ctest
+# Also: make build, make test-asan, make test-tsan, make fuzz, make bench.
+
+.PHONY: demo test build test-asan test-tsan bench fuzz clean
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+build:
+	bash scripts/build.sh build
+
+# Sanitizer builds run the native tests; chart/manifest checks (deploy) and the benchmark smoke
+# test exercise no native code of ours that the plain run does not already cover. The
+# randomized no-bleed test runs 20,000 exchanges instead of 100,000 (ASan is ~5x slower).
+test-asan:
+	BUILD_DIR=build-asan CMAKE_EXTRA="-DTLSB_ASAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" TEST_EXCLUDE_LABEL="deploy|bench" \
+	  TLSB_SOAK_EXCHANGES=20000 LSAN_OPTIONS="suppressions=$(CURDIR)/scripts/lsan-suppressions.txt" \
+	  bash scripts/test.sh
+
+# ThreadSanitizer on the core's tests only: Debian's gRPC and Abseil are not built for TSan.
+test-tsan:
+	BUILD_DIR=build-tsan CMAKE_EXTRA="-DTLSB_TSAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" BUILD_TARGET="tlsb_tests_broker tlsb_tests_fuzz" TEST_LABEL="broker|fuzz" \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/scripts/tsan-suppressions.txt" \
+	  bash scripts/test.sh
+
+bench:
+	bash scripts/bench.sh
+
+# libFuzzer (clang): each target for FUZZ_SECONDS (default 20) seconds.
+fuzz:
+	bash scripts/fuzz.sh
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

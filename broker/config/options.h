@@ -1,0 +1,144 @@
+#ifndef BROKER_CONFIG_OPTIONS_H_
+#define BROKER_CONFIG_OPTIONS_H_
+
+// Plain option structs with defaults. The config loader (load_options.h) fills them from the
+// YAML/proto config after validation; every core component copies what it needs at
+// construction and never sees the proto.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace tlsbroker {
+
+enum class CipherPolicy {
+  kStrong,  // TLS 1.3 + TLS 1.2 ECDHE AEAD only.
+  kWeak,    // STRONG plus legacy TLS 1.2 suites (security level 1) for old backends.
+  kEnull,   // Integrity only (NULL ciphers): TLS 1.2 max, security level 0. Explicit opt-in.
+};
+
+enum class PoolMode {
+  kPersistent,  // A clean socket goes back to the pool after a lease.
+  kPerLease,    // Every socket is closed at the end of its (single) lease.
+};
+
+enum class OcspMode { kOff, kStapleOnly, kStapleOrQuery, kQuery };
+enum class FailPolicy { kFail, kAllow };
+
+struct OcspOptions {
+  OcspMode mode = OcspMode::kOff;
+  std::string responder_url;  // Overrides the certificate's AIA URL when set.
+  FailPolicy on_unknown = FailPolicy::kFail;
+  FailPolicy on_unreachable = FailPolicy::kFail;
+  absl::Duration timeout = absl::Seconds(2);
+};
+
+// TLS policy for the broker's client side of one backend.
+struct TlsOptions {
+  std::string ca_file;    // PEM bundle of trusted roots (and intermediates).
+  std::string cert_file;  // Client certificate chain (PEM); empty = no client certificate.
+  std::string key_file;   // Client private key (PEM).
+  // Verify the backend's certificate against BackendOptions::server_name (DNS name or IP).
+  bool verify_server_name = true;
+  CipherPolicy encryption = CipherPolicy::kStrong;
+  bool allow_null_encryption = false;  // Must be true for kEnull.
+  std::string cipher_list;   // TLS <= 1.2 cipher string; overrides the policy's list.
+  std::string ciphersuites;  // TLS 1.3 suites; overrides the policy's list.
+  int min_version = 0;       // TLS1_2_VERSION / TLS1_3_VERSION; 0 = policy default.
+  int max_version = 0;
+  // MQ SSLPEER-style pattern the backend certificate's subject must match; empty = any.
+  std::string peer_name;
+  // Same pattern language for the issuer DN; empty = any.
+  std::string issuer_name;
+  // SAN rules: when non-empty, the certificate must carry at least one SAN of that type
+  // matching one of the patterns (`*` allowed at the start and/or end).
+  std::vector<std::string> san_dns;
+  std::vector<std::string> san_ip;
+  std::vector<std::string> san_uri;
+  std::vector<std::string> crl_files;  // PEM or DER CRLs.
+  bool crl_check_chain = false;        // false = leaf only.
+  OcspOptions ocsp;
+  bool session_resumption = true;
+};
+
+struct PoolOptions {
+  PoolMode mode = PoolMode::kPersistent;
+  int min_idle = 0;
+  int max_sockets = 16;
+  int max_waiters = 1000;
+  int max_leases_per_socket = 0;  // 0 = unlimited.
+  absl::Duration acquire_timeout = absl::Seconds(5);
+  absl::Duration idle_timeout = absl::Minutes(5);
+  absl::Duration max_lifetime = absl::Hours(1);
+  absl::Duration connect_timeout = absl::Seconds(3);
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  absl::Duration max_lease_duration = absl::Hours(1);
+  absl::Duration backoff_initial = absl::Milliseconds(100);
+  absl::Duration backoff_max = absl::Seconds(10);
+};
+
+struct ClientIdOptions {
+  // May contain "{ordinal}", replaced with the replica's ordinal (pod hostname suffix).
+  std::string prefix = "TLSB";
+  int width = 8;             // Total length of the ID (prefix + zero-padded slot number).
+  bool ims_rules = true;     // 1-8 of A-Z 0-9 @ # $, not starting with "HWS".
+};
+
+struct LengthFieldFraming {
+  int offset = 0;            // Bytes before the length field.
+  int size = 4;              // 1, 2, 4 or 8.
+  bool big_endian = true;
+  // Added to the field's value to get the number of bytes that follow the length field.
+  // Total frame = offset + size + value + adjustment (the well-known length-field decoder).
+  int64_t adjustment = 0;
+};
+
+struct FramingOptions {
+  enum class Kind { kNone, kLengthField, kDelimiter };
+  Kind kind = Kind::kNone;
+  LengthFieldFraming length_field;
+  std::string delimiter;  // For kDelimiter: the frame ends with (and includes) this string.
+  uint64_t max_frame_bytes = 16 * 1024 * 1024;
+};
+
+struct BackendOptions {
+  std::string name;
+  std::string address;      // host:port as configured.
+  std::string host;         // Parsed from address.
+  uint16_t port = 0;        // Parsed from address.
+  std::string server_name;  // Name (or IP) to verify and to send as SNI; defaults to host.
+  TlsOptions tls;
+  PoolOptions pool;
+  ClientIdOptions client_id;
+  FramingOptions framing;
+  std::vector<std::string> allowed_callers;  // Patterns; `*` at the end matches any suffix.
+  uint64_t rekey_after_bytes = 0;            // 0 = never send KeyUpdate.
+};
+
+struct ListenTlsOptions {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;
+};
+
+struct ListenOptions {
+  std::string grpc = "127.0.0.1:7443";    // host:port or unix:/path
+  std::string metrics = "127.0.0.1:9464"; // host:port for /metrics, /healthz, /readyz
+  bool has_tls = false;
+  ListenTlsOptions tls;
+  // gRPC without TLS (loopback/unix only, explicit opt-in); callers are "local".
+  bool plaintext = false;
+  std::vector<std::string> admin_callers;
+  absl::Duration drain_grace_period = absl::Seconds(25);
+};
+
+struct BrokerOptions {
+  ListenOptions listen;
+  std::vector<BackendOptions> backends;
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_CONFIG_OPTIONS_H_

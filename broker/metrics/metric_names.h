@@ -1,0 +1,158 @@
+#ifndef BROKER_METRICS_METRIC_NAMES_H_
+#define BROKER_METRICS_METRIC_NAMES_H_
+
+// Every metric the broker exports, in one sorted list, and the bounded label value sets.
+// Names follow Prometheus conventions: `tlsbroker_` prefix, base units (`_seconds`,
+// `_bytes`), `_total` on counters. Label values outside a set are reported as "other" (the
+// last entry of every set), so a misbehaving caller cannot create unbounded series.
+
+#include <cstddef>
+
+#include "absl/strings/string_view.h"
+
+namespace tlsbroker::metrics {
+
+// Metric names (sorted).
+inline constexpr absl::string_view kBytesTotal = "tlsbroker_bytes_total";
+inline constexpr absl::string_view kCallDurationSeconds = "tlsbroker_call_duration_seconds";
+inline constexpr absl::string_view kCallsTotal = "tlsbroker_calls_total";
+inline constexpr absl::string_view kCertVerifyFailuresTotal =
+    "tlsbroker_cert_verify_failures_total";
+inline constexpr absl::string_view kClientCertNotAfterTimestampSeconds =
+    "tlsbroker_client_cert_not_after_timestamp_seconds";
+inline constexpr absl::string_view kEnullSockets = "tlsbroker_enull_sockets";
+inline constexpr absl::string_view kLeaseDurationSeconds = "tlsbroker_lease_duration_seconds";
+inline constexpr absl::string_view kLeaseWaitSeconds = "tlsbroker_lease_wait_seconds";
+inline constexpr absl::string_view kLeasesEndedTotal = "tlsbroker_leases_ended_total";
+inline constexpr absl::string_view kLeasesTotal = "tlsbroker_leases_total";
+inline constexpr absl::string_view kPeerCertNotAfterTimestampSeconds =
+    "tlsbroker_peer_cert_not_after_timestamp_seconds";
+inline constexpr absl::string_view kPoolSockets = "tlsbroker_pool_sockets";
+inline constexpr absl::string_view kPoolWaiters = "tlsbroker_pool_waiters";
+inline constexpr absl::string_view kSocketReusesTotal = "tlsbroker_socket_reuses_total";
+inline constexpr absl::string_view kSocketsClosedTotal = "tlsbroker_sockets_closed_total";
+inline constexpr absl::string_view kTlsHandshakeDurationSeconds =
+    "tlsbroker_tls_handshake_duration_seconds";
+inline constexpr absl::string_view kTlsHandshakesTotal = "tlsbroker_tls_handshakes_total";
+
+inline constexpr absl::string_view kAllMetricNames[] = {
+    kBytesTotal,
+    kCallDurationSeconds,
+    kCallsTotal,
+    kCertVerifyFailuresTotal,
+    kClientCertNotAfterTimestampSeconds,
+    kEnullSockets,
+    kLeaseDurationSeconds,
+    kLeaseWaitSeconds,
+    kLeasesEndedTotal,
+    kLeasesTotal,
+    kPeerCertNotAfterTimestampSeconds,
+    kPoolSockets,
+    kPoolWaiters,
+    kSocketReusesTotal,
+    kSocketsClosedTotal,
+    kTlsHandshakeDurationSeconds,
+    kTlsHandshakesTotal,
+};
+
+// Label names.
+inline constexpr absl::string_view kLabelBackend = "backend";
+inline constexpr absl::string_view kLabelCode = "code";
+inline constexpr absl::string_view kLabelDirection = "direction";
+inline constexpr absl::string_view kLabelReason = "reason";
+inline constexpr absl::string_view kLabelResult = "result";
+inline constexpr absl::string_view kLabelResumed = "resumed";
+inline constexpr absl::string_view kLabelState = "state";
+
+// The catch-all value, last in every set below.
+inline constexpr absl::string_view kOther = "other";
+
+// tls_handshakes_total{result}: "ok" or why the socket could not be established.
+inline constexpr absl::string_view kHandshakeResults[] = {
+    "ok",
+    "unknown_ca",
+    "expired",
+    "not_yet_valid",
+    "hostname_mismatch",
+    "peer_name_mismatch",
+    "san_mismatch",
+    "issuer_mismatch",
+    "certificate_revoked",
+    "handshake_timeout",
+    "connect_timeout",
+    "connect_refused",
+    "protocol_version",
+    "no_shared_cipher",
+    "bad_certificate",
+    "peer_rejected_certificate",
+    "handshake_failed",
+    kOther,
+};
+
+// cert_verify_failures_total{reason}: the handshake results that are verification failures.
+inline constexpr absl::string_view kCertVerifyFailureReasons[] = {
+    "unknown_ca",          "expired",         "not_yet_valid",       "hostname_mismatch",
+    "peer_name_mismatch",  "san_mismatch",    "issuer_mismatch",     "certificate_revoked",
+    "bad_certificate",     kOther,
+};
+
+// tls_handshakes_total{resumed}.
+inline constexpr absl::string_view kResumedValues[] = {"false", "true"};
+
+// pool_sockets{state}. No "other": OnSocketStates() passes each state explicitly.
+inline constexpr absl::string_view kSocketStates[] = {"connecting", "idle", "leased",
+                                                      "retiring"};
+
+// leases_total{result}: how an acquire ended. "granted", or the refusal (the error code name
+// in lower case).
+inline constexpr absl::string_view kLeaseResults[] = {
+    "granted",      "deadline_exceeded", "resource_exhausted", "unavailable",
+    "cancelled",    "permission_denied", "failed_precondition", kOther,
+};
+
+// leases_ended_total{result}: how a granted lease ended.
+inline constexpr absl::string_view kLeaseEndResults[] = {"clean", "broken", "reclaimed", kOther};
+
+// sockets_closed_total{reason}.
+inline constexpr absl::string_view kCloseReasons[] = {
+    "idle",   "lifetime", "max_leases", "per_lease", "revoked", "expired",
+    "broken", "drain",    "dirty",      "shutdown",  kOther,
+};
+
+// calls_total{code}: gRPC status code names.
+inline constexpr absl::string_view kGrpcCodes[] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+    kOther,
+};
+
+// bytes_total{direction}: "sent" is to the backend.
+inline constexpr absl::string_view kDirections[] = {"sent", "received", kOther};
+
+// Position of `value` in `values`, or of the last entry ("other") when absent.
+template <size_t N>
+constexpr size_t LabelIndex(const absl::string_view (&values)[N], absl::string_view value) {
+  for (size_t i = 0; i < N; ++i) {
+    if (values[i] == value) return i;
+  }
+  return N - 1;
+}
+
+}  // namespace tlsbroker::metrics
+
+#endif  // BROKER_METRICS_METRIC_NAMES_H_

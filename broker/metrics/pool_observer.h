@@ -1,0 +1,79 @@
+#ifndef BROKER_METRICS_POOL_OBSERVER_H_
+#define BROKER_METRICS_POOL_OBSERVER_H_
+
+// The core reports what happens through these interfaces, so broker/pool and broker/tls do not
+// depend on a metrics library. The prometheus-cpp implementation lives in
+// prometheus_observer.h (its own target); tests use a recording fake.
+//
+// Label values passed here are bounded sets (see metric_names.h for the lists). An
+// implementation maps a value outside its known set to "other" rather than creating a series.
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace tlsbroker {
+
+// One backend's observer. Thread-safe: called from I/O threads and gRPC threads at once.
+// Implementations must not block and must not call back into the pool.
+class BackendObserver {
+ public:
+  virtual ~BackendObserver() = default;
+
+  // A TLS handshake finished. `result` is "ok" or a failure reason ("unknown_ca", ...).
+  virtual void OnHandshake(absl::string_view result, bool resumed, absl::Duration duration) = 0;
+  // Certificate verification failed with `reason` (a subset of handshake failures).
+  virtual void OnCertVerifyFailure(absl::string_view reason) = 0;
+  // Current socket counts by state; called whenever one changes.
+  virtual void OnSocketStates(int connecting, int idle, int leased, int retiring) = 0;
+  virtual void OnWaiters(int waiters) = 0;
+  // A lease was granted after `wait`; `reused` is true when the socket served an earlier lease.
+  virtual void OnLeaseGranted(absl::Duration wait, bool reused) = 0;
+  // An acquire failed; `result` is "deadline_exceeded", "resource_exhausted", "unavailable", ...
+  virtual void OnLeaseRefused(absl::string_view result) = 0;
+  // A lease ended; `result` is "clean", "broken" or "reclaimed".
+  virtual void OnLeaseEnded(absl::string_view result, absl::Duration duration) = 0;
+  // A socket was closed; `reason` is idle, lifetime, max_leases, per_lease, revoked, expired,
+  // broken, drain, dirty or shutdown.
+  virtual void OnSocketClosed(absl::string_view reason) = 0;
+  // Application bytes moved; `direction` is "sent" (to the backend) or "received".
+  virtual void OnBytes(absl::string_view direction, uint64_t bytes) = 0;
+  // A Call finished with the gRPC-style code name ("OK", "UNAVAILABLE", ...).
+  virtual void OnCall(absl::string_view code, absl::Duration duration) = 0;
+  virtual void OnPeerCertNotAfter(absl::Time not_after) = 0;
+  virtual void OnClientCertNotAfter(absl::Time not_after) = 0;
+  virtual void OnEnullSockets(int sockets) = 0;
+};
+
+// Hands out one BackendObserver per backend. Thread-safe.
+class MetricsObserver {
+ public:
+  virtual ~MetricsObserver() = default;
+  // Creates (or returns the existing) observer for `backend`; the returned pointer stays valid
+  // as long as the MetricsObserver lives.
+  virtual std::shared_ptr<BackendObserver> ForBackend(absl::string_view backend) = 0;
+};
+
+// Discards everything. For tests and tools that do not export metrics.
+class NullBackendObserver final : public BackendObserver {
+ public:
+  void OnHandshake(absl::string_view, bool, absl::Duration) override {}
+  void OnCertVerifyFailure(absl::string_view) override {}
+  void OnSocketStates(int, int, int, int) override {}
+  void OnWaiters(int) override {}
+  void OnLeaseGranted(absl::Duration, bool) override {}
+  void OnLeaseRefused(absl::string_view) override {}
+  void OnLeaseEnded(absl::string_view, absl::Duration) override {}
+  void OnSocketClosed(absl::string_view) override {}
+  void OnBytes(absl::string_view, uint64_t) override {}
+  void OnCall(absl::string_view, absl::Duration) override {}
+  void OnPeerCertNotAfter(absl::Time) override {}
+  void OnClientCertNotAfter(absl::Time) override {}
+  void OnEnullSockets(int) override {}
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_METRICS_POOL_OBSERVER_H_

@@ -1,0 +1,63 @@
+#ifndef BROKER_POOL_BACKEND_REGISTRY_H_
+#define BROKER_POOL_BACKEND_REGISTRY_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "broker/common/mutex.h"
+#include "broker/config/options.h"
+#include "broker/io/event_loops.h"
+#include "broker/metrics/pool_observer.h"
+#include "broker/pool/socket_pool.h"
+
+namespace tlsbroker {
+
+// The pools of all configured backends, by name.
+//
+// Thread-safe. Pools are handed out as shared_ptr, so a lease keeps its pool alive even if the
+// backend is replaced (reload) meanwhile.
+class BackendRegistry final {
+ public:
+  // Builds one pool per backend (TLS contexts load their files here; the first error wins and
+  // names the backend). `metrics` may be null.
+  static absl::StatusOr<std::unique_ptr<BackendRegistry>> Create(const BrokerOptions& options,
+                                                                 EventLoops* loops,
+                                                                 MetricsObserver* metrics);
+
+  // The pool of `name`, or null.
+  std::shared_ptr<SocketPool> Find(absl::string_view name) const;
+  // Every pool, in configuration order.
+  std::vector<std::shared_ptr<SocketPool>> All() const;
+
+  // Applies a new configuration, all or nothing: existing backends are reconfigured (new
+  // sockets use the new settings; open sockets and running leases are not disturbed), new ones
+  // get a pool (started), removed ones are drained and forgotten. Returns every reason that
+  // kept the new configuration out; empty = applied.
+  std::vector<std::string> Reload(const BrokerOptions& options, EventLoops* loops,
+                                  MetricsObserver* metrics);
+
+  // Callers allowed to use the admin API (swapped by Reload).
+  std::vector<std::string> AdminCallers() const;
+
+  void StartAll();
+  // Stops lending on every backend (drain): see SocketPool::Shutdown.
+  void ShutdownAll();
+  // Drains one backend. False if unknown.
+  bool Drain(absl::string_view name);
+  bool IsDraining(absl::string_view name) const;
+
+ private:
+  BackendRegistry() = default;
+  mutable Mutex mu_;
+  std::vector<std::shared_ptr<SocketPool>> pools_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<SocketPool>, std::less<>> by_name_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, bool, std::less<>> draining_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> admin_callers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_POOL_BACKEND_REGISTRY_H_

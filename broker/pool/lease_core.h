@@ -1,0 +1,72 @@
+#ifndef BROKER_POOL_LEASE_CORE_H_
+#define BROKER_POOL_LEASE_CORE_H_
+
+// Internal to broker/pool: the shared state behind a Lease.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <asio/steady_timer.hpp>
+
+#include "broker/framing/frame_decoder.h"
+#include "broker/pool/lease.h"
+#include "broker/pool/socket_pool.h"
+
+namespace tlsbroker {
+
+// Everything below runs on the socket's loop (public entry points post there), so the fields
+// need no lock; wrote_any_ is atomic because Lease::wrote_any() reads it from the caller.
+class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
+ public:
+  static std::shared_ptr<LeaseCore> Create(std::shared_ptr<SocketPool> pool,
+                                           std::shared_ptr<PooledSocket> socket, LeaseInfo info,
+                                           std::string caller);
+  ~LeaseCore();
+
+  const LeaseInfo& info() const { return info_; }
+  bool wrote_any() const { return wrote_any_.load(); }
+
+  void Write(std::string bytes, Lease::StatusCallback done);
+  void Read(size_t max_bytes, Lease::ReadCallback done);
+  void ReadFrame(Lease::ReadCallback done);
+  void MarkBroken(std::string reason);
+  void Release();
+
+ private:
+  LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
+            LeaseInfo info, std::string caller);
+  void StartMaxDurationTimer();
+  void Reclaim();
+  void BreakOnLoop(std::string reason, bool io_error = false);
+  void ContinueReadFrame(std::string acc, Lease::ReadCallback done);
+  void MaybeRekey();
+  asio::io_context& io() { return socket_->tls->io(); }
+
+  const std::shared_ptr<SocketPool> pool_;
+  // The backend's settings when the lease began: a reload does not change a running lease.
+  const std::shared_ptr<const BackendOptions> options_;
+  const std::shared_ptr<PooledSocket> socket_;
+  const LeaseInfo info_;
+  const std::string caller_;
+  const absl::Time granted_at_;
+  asio::steady_timer max_duration_timer_;
+  std::unique_ptr<FrameDecoder> request_decoder_;   // Tracks frame boundaries we sent.
+  std::unique_ptr<FrameDecoder> response_decoder_;  // Tracks frame boundaries we received.
+  std::atomic<bool> wrote_any_{false};
+  bool broken_ = false;
+  bool broken_by_io_error_ = false;
+  std::string broken_reason_;
+  bool reclaimed_ = false;
+  bool released_ = false;
+  bool read_in_flight_ = false;
+  bool cancelling_read_ = false;  // Release is abandoning a read that consumed nothing.
+  bool write_in_flight_ = false;
+  uint64_t bytes_sent_ = 0;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_since_rekey_ = 0;
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_POOL_LEASE_CORE_H_

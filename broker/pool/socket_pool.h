@@ -1,0 +1,211 @@
+#ifndef BROKER_POOL_SOCKET_POOL_H_
+#define BROKER_POOL_SOCKET_POOL_H_
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio/steady_timer.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "broker/common/mutex.h"
+#include "broker/config/options.h"
+#include "broker/io/event_loops.h"
+#include "broker/metrics/pool_observer.h"
+#include "broker/pool/lease.h"
+#include "broker/tls/tls_client_context.h"
+#include "broker/tls/tls_socket.h"
+
+namespace tlsbroker {
+
+// One pooled connection: its slot (and so its client ID) and its TLS socket.
+struct PooledSocket {
+  int slot = 0;  // 1-based.
+  std::string client_id;
+  uint64_t id = 0;
+  std::shared_ptr<TlsSocket> tls;
+  absl::Time created_at;
+  // The fields below are guarded by the owning pool's mutex.
+  absl::Time last_released;
+  int leases_served = 0;
+  std::string lease_id;  // Of the lease holding it now; empty when not leased.
+};
+
+// Figures for one pool (admin API, tests).
+struct PoolStats {
+  int max_sockets = 0;
+  int connecting = 0;
+  int idle = 0;
+  int leased = 0;
+  int waiters = 0;
+  uint64_t sockets_created = 0;
+  uint64_t handshakes_full = 0;
+  uint64_t handshakes_resumed = 0;
+  uint64_t leases_granted = 0;
+  uint64_t connect_failures = 0;
+  std::string last_failure;  // "" when the last connect succeeded.
+};
+
+// One socket as ListSockets reports it.
+struct SocketSnapshot {
+  int slot = 0;
+  std::string client_id;
+  uint64_t socket_id = 0;
+  std::string state;  // connecting, idle, leased
+  absl::Time created_at;
+  int leases_served = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  std::string lease_id;  // The current lease (admins only).
+  TlsSessionInfo tls;
+};
+
+// The sockets of one backend: at most max_sockets, in numbered slots whose client IDs never
+// change. Sockets connect and handshake on the I/O loops; callers wait in FIFO order with a
+// deadline; idle sockets are reused most-recently-used first so surplus sockets age out.
+//
+// Thread-safe. All state is behind mu_; no I/O and no caller callback runs under it.
+// Owned by std::shared_ptr (I/O handlers keep it alive). The EventLoops must outlive it.
+class SocketPool final : public std::enable_shared_from_this<SocketPool> {
+ public:
+  using AcquireCallback = absl::AnyInvocable<void(absl::StatusOr<Lease>) &&>;
+
+  struct AcquireRequest {
+    std::string client_id;  // Empty = any socket.
+    absl::Time deadline = absl::InfiniteFuture();
+    std::string caller;     // For logs and the lease record.
+  };
+
+  static absl::StatusOr<std::shared_ptr<SocketPool>> Create(
+      const BackendOptions& options, EventLoops* loops,
+      std::shared_ptr<BackendObserver> observer = nullptr);
+  ~SocketPool();
+  SocketPool(const SocketPool&) = delete;
+  SocketPool& operator=(const SocketPool&) = delete;
+
+  // Starts the prewarm (min_idle) and the retirement sweep.
+  void Start();
+
+  // Calls `done` exactly once: inline for errors known at once, otherwise on an I/O thread.
+  // Errors: kNotFound (client ID not of this pool), kResourceExhausted (max_waiters),
+  // kDeadlineExceeded, kUnavailable "<reason>: ..." (backend failing, or pool shut down),
+  // kCancelled (CancelAcquire). Returns a ticket for CancelAcquire.
+  uint64_t Acquire(AcquireRequest request, AcquireCallback done);
+  // Stops waiting for `ticket` (no-op once a socket was assigned).
+  void CancelAcquire(uint64_t ticket);
+
+  // Stops lending: waiters fail with kUnavailable, idle sockets close (close_notify), leased
+  // ones close when their lease ends.
+  void Shutdown();
+
+  PoolStats Stats() const;
+  std::vector<SocketSnapshot> Sockets() const;
+  // The settings in force now (they change on Reconfigure). A lease keeps the snapshot it
+  // started with.
+  std::shared_ptr<const BackendOptions> options() const ABSL_LOCKS_EXCLUDED(settings_mu_);
+  std::shared_ptr<const TlsClientContext> tls_context() const ABSL_LOCKS_EXCLUDED(settings_mu_);
+  BackendObserver* observer() const { return observer_.get(); }
+
+  // Applies new settings (reload): TLS credentials and policy, timeouts, min_idle, framing,
+  // allowed callers, address. New sockets use them; sockets already open keep what they were
+  // made with, and no lease is disturbed. max_sockets and client_id cannot change (they define
+  // the slots and their IDs). In two steps so a reload of many backends is all or nothing:
+  // Prepare checks `next` and builds its TLS context (reading the files) without changing
+  // anything; Apply swaps them in.
+  absl::StatusOr<std::shared_ptr<const TlsClientContext>> PrepareReconfigure(
+      const BackendOptions& next) const;
+  void ApplyReconfigure(const BackendOptions& next,
+                        std::shared_ptr<const TlsClientContext> context)
+      ABSL_LOCKS_EXCLUDED(settings_mu_);
+
+ private:
+  friend class LeaseCore;
+  enum class SlotState { kEmpty, kConnecting, kIdle, kLeased };
+  struct Slot {
+    SlotState state = SlotState::kEmpty;
+    std::shared_ptr<PooledSocket> socket;
+    // Leased, and its lease has ended: the socket is on its way back (the clean check runs on
+    // its loop). Counted as supply so a caller arriving meanwhile waits for it instead of
+    // opening a new socket.
+    bool returning = false;
+  };
+  struct Waiter {
+    uint64_t ticket = 0;
+    int slot = 0;  // 0 = any.
+    absl::Time deadline;
+    absl::Time enqueued_at;
+    std::string caller;
+    AcquireCallback done;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  // Work decided under the lock and done after it is released.
+  struct Actions {
+    std::vector<std::pair<Waiter, std::shared_ptr<PooledSocket>>> grants;
+    std::vector<std::pair<Waiter, absl::Status>> failures;
+    std::vector<int> connects;  // Slot numbers (1-based) to connect.
+    std::vector<std::pair<std::shared_ptr<PooledSocket>, std::string>> closes;
+  };
+
+  SocketPool(const BackendOptions& options, EventLoops* loops,
+             std::shared_ptr<const TlsClientContext> context,
+             std::shared_ptr<BackendObserver> observer);
+
+  void Dispatch() ABSL_LOCKS_EXCLUDED(mu_);
+  void DispatchLocked(Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Run(Actions actions) ABSL_LOCKS_EXCLUDED(mu_);
+  int ReserveEmptySlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveIdleLocked(int slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmWaiterTimerLocked(Waiter* waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleRetryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void StartConnect(int slot);
+  void OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Status status);
+  void Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket);
+  void OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status);
+  void OnWaiterDeadline(uint64_t ticket);
+  void Sweep();
+  void ScheduleSweep();
+  static void CloseOnLoop(std::shared_ptr<PooledSocket> socket);
+
+  // Called by LeaseCore on the socket's loop when a lease ends. `verdict` OK = reusable;
+  // otherwise its message says why not; `close_reason` is the metric label.
+  void ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl::Status verdict,
+                    absl::string_view close_reason);
+  // Called by LeaseCore on the caller's thread the moment a lease ends.
+  void NoteReturning(const std::shared_ptr<PooledSocket>& socket) ABSL_LOCKS_EXCLUDED(mu_);
+  // Called by LeaseCore when max_lease_duration reclaims a lease (socket already closed).
+  void ForgetSocket(const std::shared_ptr<PooledSocket>& socket);
+
+  EventLoops* const loops_;
+  // Swapped by Reconfigure; read through options() / tls_context(). A leaf lock.
+  mutable Mutex settings_mu_;
+  std::shared_ptr<const BackendOptions> options_ ABSL_GUARDED_BY(settings_mu_);
+  std::shared_ptr<const TlsClientContext> context_ ABSL_GUARDED_BY(settings_mu_);
+  const std::shared_ptr<BackendObserver> observer_;
+  asio::io_context& timer_loop_;  // Runs the sweep and retry timers.
+  asio::steady_timer sweep_timer_;
+  asio::steady_timer retry_timer_;
+
+  mutable Mutex mu_;
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> idle_ ABSL_GUARDED_BY(mu_);  // Slot numbers; most recently used last.
+  std::list<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool retry_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time backoff_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Status last_failure_ ABSL_GUARDED_BY(mu_);
+  PoolStats counters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_POOL_SOCKET_POOL_H_

@@ -1,0 +1,441 @@
+#include "broker/tls/tls_socket.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <asio/connect.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "broker/tls/failure_reason.h"
+#include "broker/tls/openssl_errors.h"
+
+namespace tlsbroker {
+namespace {
+
+std::string NameToString(const X509_NAME* name) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, len);
+}
+
+absl::Status Cancelled() { return absl::CancelledError("socket closed"); }
+
+// Whether the error code means our own Close()/timeout cancelled the wait.
+bool Aborted(const asio::error_code& ec) { return ec == asio::error::operation_aborted; }
+
+// Whether a failed SSL_read/SSL_peek means the backend hung up without close_notify. OpenSSL 3
+// reports that as SSL_ERROR_SSL "unexpected eof while reading"; 1.1 reported SSL_ERROR_SYSCALL
+// with an empty error queue. Must run before the error queue is drained.
+bool ClosedWithoutNotify(int ssl_error) {
+  if (ssl_error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return true;
+  return ssl_error == SSL_ERROR_SSL &&
+         ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
+}  // namespace
+
+TlsSocket::TlsSocket(asio::io_context& io, std::shared_ptr<const TlsClientContext> context)
+    : io_(io), context_(std::move(context)), socket_(io), resolver_(io), connect_timer_(io) {}
+
+TlsSocket::~TlsSocket() {
+  asio::error_code ec;
+  socket_.close(ec);
+}
+
+void TlsSocket::Connect(const std::string& host, uint16_t port, absl::Duration connect_timeout,
+                        absl::Duration handshake_timeout, StatusCallback done) {
+  connect_done_ = std::move(done);
+  handshake_timeout_ = handshake_timeout;
+  auto self = shared_from_this();
+  connect_timer_.expires_after(absl::ToChronoNanoseconds(connect_timeout));
+  connect_timer_.async_wait([self](const asio::error_code& ec) {
+    if (ec || self->closed_ || !self->connect_done_) return;
+    self->timed_out_ = true;
+    asio::error_code ignored;
+    self->resolver_.cancel();
+    self->socket_.cancel(ignored);
+    self->socket_.close(ignored);
+  });
+  resolver_.async_resolve(
+      host, std::to_string(port),
+      [self](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+        if (ec) {
+          if (self->timed_out_) {
+            self->FinishConnect(TlsFailure("connect_timeout", "resolving the backend timed out"));
+          } else {
+            self->FinishConnect(TlsFailure("resolve_failed", ec.message()));
+          }
+          return;
+        }
+        self->OnResolved(results);
+      });
+}
+
+void TlsSocket::OnResolved(const asio::ip::tcp::resolver::results_type& results) {
+  auto self = shared_from_this();
+  asio::async_connect(
+      socket_, results, [self](const asio::error_code& ec, const asio::ip::tcp::endpoint&) {
+        if (ec) {
+          if (self->timed_out_) {
+            self->FinishConnect(TlsFailure("connect_timeout", "TCP connect timed out"));
+          } else if (ec == asio::error::connection_refused) {
+            self->FinishConnect(TlsFailure("connect_refused", ec.message()));
+          } else {
+            self->FinishConnect(TlsFailure("connect_failed", ec.message()));
+          }
+          return;
+        }
+        if (self->closed_) {
+          self->FinishConnect(Cancelled());
+          return;
+        }
+        asio::error_code opt_ec;
+        self->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
+        self->socket_.non_blocking(true, opt_ec);
+        auto ssl = self->context_->NewSsl();
+        if (!ssl.ok()) {
+          self->FinishConnect(TlsFailure("handshake_failed", ssl.status().message()));
+          return;
+        }
+        self->ssl_ = *std::move(ssl);
+        SSL_set_fd(self->ssl_.get(), self->socket_.native_handle());
+        // The handshake gets its own budget, separate from the TCP connect.
+        self->connect_timer_.expires_after(absl::ToChronoNanoseconds(self->handshake_timeout_));
+        self->connect_timer_.async_wait([self](const asio::error_code& tec) {
+          if (tec || self->closed_ || !self->connect_done_) return;
+          self->timed_out_ = true;
+          asio::error_code ignored;
+          self->socket_.cancel(ignored);
+        });
+        self->handshake_started_ = absl::Now();
+        self->DoHandshake();
+      });
+}
+
+void TlsSocket::DoHandshake() {
+  if (timed_out_) {
+    FinishConnect(TlsFailure("handshake_timeout", "the TLS handshake did not finish in time"));
+    return;
+  }
+  if (closed_) {
+    FinishConnect(Cancelled());
+    return;
+  }
+  ERR_clear_error();
+  int rc = SSL_connect(ssl_.get());
+  if (rc == 1) {
+    FillSessionInfo();
+    FinishConnect(absl::OkStatus());
+    return;
+  }
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    auto self = shared_from_this();
+    socket_.async_wait(
+        err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                   : asio::ip::tcp::socket::wait_write,
+        [self](const asio::error_code& ec) {
+          if (ec && !Aborted(ec)) {
+            self->FinishConnect(TlsFailure("handshake_failed", ec.message()));
+            return;
+          }
+          self->DoHandshake();
+        });
+    return;
+  }
+  std::string reason = HandshakeFailureReason(ssl_.get());
+  std::string detail = DrainOpenSslErrors();
+  long verify = SSL_get_verify_result(ssl_.get());
+  if (verify != X509_V_OK) {
+    detail = absl::StrCat(X509_verify_cert_error_string(verify), detail.empty() ? "" : "; ", detail);
+  }
+  if (detail.empty()) detail = "the backend closed the connection during the handshake";
+  FinishConnect(TlsFailure(reason, detail));
+}
+
+void TlsSocket::FinishConnect(absl::Status status) {
+  if (!connect_done_) return;
+  asio::error_code ignored;
+  connect_timer_.cancel();
+  if (!status.ok()) {
+    closed_ = true;
+    socket_.close(ignored);
+  }
+  std::move(connect_done_)(status);
+  connect_done_ = nullptr;
+}
+
+void TlsSocket::FillSessionInfo() {
+  info_.tls_version = SSL_get_version(ssl_.get());
+  info_.cipher = SSL_get_cipher_name(ssl_.get());
+  info_.resumed = SSL_session_reused(ssl_.get()) == 1;
+  info_.authenticated_at = absl::Now();
+  info_.handshake_duration = absl::Now() - handshake_started_;
+  X509* peer = SSL_get0_peer_certificate(ssl_.get());  // get0: owned by the session.
+  if (peer == nullptr) return;
+  info_.peer_subject = NameToString(X509_get_subject_name(peer));
+  info_.peer_issuer = NameToString(X509_get_issuer_name(peer));
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(peer);
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  if (bn != nullptr) {
+    char* hex = BN_bn2hex(bn);
+    info_.peer_serial = hex;
+    OPENSSL_free(hex);
+    BN_free(bn);
+  }
+  struct tm tm_after;
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm_after) == 1) {
+    info_.peer_not_after = absl::FromTM(tm_after, absl::UTCTimeZone());
+  }
+  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(peer, NID_subject_alt_name, nullptr, nullptr)));
+  if (names) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+      const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+      if (name->type == GEN_DNS) {
+        info_.peer_sans.push_back(absl::StrCat(
+            "DNS:", absl::string_view(reinterpret_cast<const char*>(
+                                          ASN1_STRING_get0_data(name->d.dNSName)),
+                                      ASN1_STRING_length(name->d.dNSName))));
+      } else if (name->type == GEN_URI) {
+        const ASN1_STRING* uri = name->d.uniformResourceIdentifier;
+        info_.peer_sans.push_back(absl::StrCat(
+            "URI:", absl::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                                      ASN1_STRING_length(uri))));
+      } else if (name->type == GEN_IPADD) {
+        const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+        asio::ip::address addr;
+        if (ip->length == 4) {
+          asio::ip::address_v4::bytes_type b;
+          std::copy(ip->data, ip->data + 4, b.begin());
+          addr = asio::ip::address_v4(b);
+        } else if (ip->length == 16) {
+          asio::ip::address_v6::bytes_type b;
+          std::copy(ip->data, ip->data + 16, b.begin());
+          addr = asio::ip::address_v6(b);
+        }
+        info_.peer_sans.push_back(absl::StrCat("IP:", addr.to_string()));
+      }
+    }
+  }
+}
+
+void TlsSocket::Write(std::string data, StatusCallback done) {
+  if (closed_ || !ssl_) {
+    std::move(done)(Cancelled());
+    return;
+  }
+  write_buf_ = std::move(data);
+  write_offset_ = 0;
+  write_done_ = std::move(done);
+  DoWrite();
+}
+
+void TlsSocket::DoWrite() {
+  while (write_offset_ < write_buf_.size()) {
+    if (closed_) break;
+    ERR_clear_error();
+    int n = SSL_write(ssl_.get(), write_buf_.data() + write_offset_,
+                      static_cast<int>(std::min<size_t>(write_buf_.size() - write_offset_, 1 << 20)));
+    if (n > 0) {
+      write_offset_ += n;
+      bytes_sent_ += n;
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      auto self = shared_from_this();
+      socket_.async_wait(err == SSL_ERROR_WANT_WRITE ? asio::ip::tcp::socket::wait_write
+                                                     : asio::ip::tcp::socket::wait_read,
+                         [self](const asio::error_code& ec) {
+                           if (ec || self->closed_) {
+                             auto done = std::move(self->write_done_);
+                             self->write_done_ = nullptr;
+                             if (done) std::move(done)(Cancelled());
+                             return;
+                           }
+                           self->DoWrite();
+                         });
+      return;
+    }
+    std::string detail = DrainOpenSslErrors();
+    auto done = std::move(write_done_);
+    write_done_ = nullptr;
+    std::move(done)(absl::UnavailableError(absl::StrCat(
+        "write_failed: writing to the backend failed", detail.empty() ? "" : ": ", detail)));
+    return;
+  }
+  absl::Status result = write_offset_ < write_buf_.size() ? Cancelled() : absl::OkStatus();
+  auto done = std::move(write_done_);
+  write_done_ = nullptr;
+  write_buf_.clear();
+  if (done) std::move(done)(result);
+}
+
+void TlsSocket::Read(size_t max_bytes, ReadCallback done) {
+  if (closed_ || !ssl_) {
+    std::move(done)(Cancelled());
+    return;
+  }
+  read_max_ = max_bytes == 0 ? 1 : max_bytes;
+  read_done_ = std::move(done);
+  DoRead();
+}
+
+void TlsSocket::DoRead() {
+  auto finish = [this](absl::StatusOr<std::string> result) {
+    auto done = std::move(read_done_);
+    read_done_ = nullptr;
+    if (done) std::move(done)(std::move(result));
+  };
+  if (closed_) {
+    finish(Cancelled());
+    return;
+  }
+  // Always try SSL_read before waiting: OpenSSL may hold decrypted bytes (SSL_pending) that
+  // the fd's readiness knows nothing about.
+  std::string buf(read_max_, '\0');
+  ERR_clear_error();
+  int n = SSL_read(ssl_.get(), buf.data(), static_cast<int>(buf.size()));
+  if (n > 0) {
+    buf.resize(n);
+    bytes_received_ += n;
+    finish(std::move(buf));
+    return;
+  }
+  int err = SSL_get_error(ssl_.get(), n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    auto self = shared_from_this();
+    uint64_t generation = read_generation_;
+    socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                                  : asio::ip::tcp::socket::wait_write,
+                       [self, generation](const asio::error_code& ec) {
+                         if (generation != self->read_generation_) return;  // CancelRead.
+                         if (ec || self->closed_) {
+                           auto done = std::move(self->read_done_);
+                           self->read_done_ = nullptr;
+                           if (done) std::move(done)(Cancelled());
+                           return;
+                         }
+                         self->DoRead();
+                       });
+    return;
+  }
+  if (err == SSL_ERROR_ZERO_RETURN) {
+    finish(absl::UnavailableError("backend_closed: the backend closed the connection"));
+    return;
+  }
+  if (ClosedWithoutNotify(err)) {
+    DrainOpenSslErrors();
+    finish(absl::UnavailableError("backend_closed: the backend closed the connection without "
+                                  "close_notify"));
+    return;
+  }
+  // The reason first: it reads the error queue (e.g. a TLS 1.3 alert rejecting our client
+  // certificate, which arrives at the first read), and draining empties it.
+  std::string reason = HandshakeFailureReason(ssl_.get());
+  if (reason == "handshake_failed") reason = "read_failed";
+  std::string detail = DrainOpenSslErrors();
+  finish(absl::UnavailableError(absl::StrCat(reason, ": reading from the backend failed: ",
+                                             detail)));
+}
+
+void TlsSocket::CancelRead() {
+  if (!read_done_) return;
+  ++read_generation_;
+  auto done = std::move(read_done_);
+  read_done_ = nullptr;
+  std::move(done)(absl::CancelledError("read cancelled"));
+}
+
+void TlsSocket::WatchIdle(StatusCallback on_broken) {
+  idle_broken_ = std::move(on_broken);
+  ++idle_generation_;
+  ArmIdleWatch();
+}
+
+void TlsSocket::ArmIdleWatch() {
+  if (closed_ || !idle_broken_) return;
+  // First process whatever already arrived (tickets sent right after the handshake).
+  absl::Status status = CheckNothingUnread();
+  if (!status.ok()) {
+    auto cb = std::move(idle_broken_);
+    idle_broken_ = nullptr;
+    std::move(cb)(status);
+    return;
+  }
+  auto self = shared_from_this();
+  uint64_t generation = idle_generation_;
+  idle_wait_armed_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self, generation](const asio::error_code& ec) {
+                       if (generation != self->idle_generation_) return;  // Disarmed.
+                       self->idle_wait_armed_ = false;
+                       if (ec || self->closed_) return;
+                       self->ArmIdleWatch();
+                     });
+}
+
+void TlsSocket::StopIdleWatch() {
+  ++idle_generation_;
+  idle_broken_ = nullptr;
+  // The pending wait (if any) completes later as a stale generation. No socket_.cancel():
+  // that would also cancel a read or write in flight.
+  idle_wait_armed_ = false;
+}
+
+absl::Status TlsSocket::CheckNothingUnread() {
+  if (closed_ || !ssl_) return absl::UnavailableError("backend_closed: socket closed");
+  if (SSL_pending(ssl_.get()) > 0) {
+    return absl::FailedPreconditionError("unread_bytes: application bytes left unread");
+  }
+  char byte;
+  ERR_clear_error();
+  // SSL_peek processes records (tickets, key updates, alerts) without consuming app data.
+  int n = SSL_peek(ssl_.get(), &byte, 1);
+  if (n > 0) return absl::FailedPreconditionError("unread_bytes: application bytes left unread");
+  int err = SSL_get_error(ssl_.get(), n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
+  if (err == SSL_ERROR_ZERO_RETURN || ClosedWithoutNotify(err)) {
+    DrainOpenSslErrors();
+    return absl::UnavailableError("backend_closed: the backend closed the connection");
+  }
+  // The reason before draining: it reads the error queue.
+  std::string reason = HandshakeFailureReason(ssl_.get());
+  if (reason == "handshake_failed") reason = "read_failed";
+  std::string detail = DrainOpenSslErrors();
+  return absl::UnavailableError(absl::StrCat(reason, ": ", detail));
+}
+
+absl::Status TlsSocket::RequestKeyUpdate() {
+  if (closed_ || !ssl_) return Cancelled();
+  if (SSL_version(ssl_.get()) < TLS1_3_VERSION) return absl::OkStatus();
+  ERR_clear_error();
+  if (SSL_key_update(ssl_.get(), SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
+    return absl::InternalError(absl::StrCat("KeyUpdate failed: ", DrainOpenSslErrors()));
+  }
+  return absl::OkStatus();
+}
+
+void TlsSocket::Close() {
+  if (closed_) return;
+  closed_ = true;
+  ++idle_generation_;
+  idle_broken_ = nullptr;
+  asio::error_code ignored;
+  connect_timer_.cancel();
+  resolver_.cancel();
+  if (ssl_ && SSL_is_init_finished(ssl_.get())) {
+    // Best effort close_notify; the fd is non-blocking so this never waits.
+    ERR_clear_error();
+    SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
+  socket_.cancel(ignored);
+  socket_.close(ignored);
+}
+
+}  // namespace tlsbroker

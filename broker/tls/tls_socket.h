@@ -1,0 +1,132 @@
+#ifndef BROKER_TLS_TLS_SOCKET_H_
+#define BROKER_TLS_TLS_SOCKET_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "broker/tls/openssl_ptr.h"
+#include "broker/tls/tls_client_context.h"
+
+namespace tlsbroker {
+
+// What a socket learned at its handshake; reported with every lease.
+struct TlsSessionInfo {
+  std::string tls_version;  // "TLSv1.3"
+  std::string cipher;       // "TLS_AES_256_GCM_SHA384"
+  bool resumed = false;
+  std::string peer_subject;  // RFC 2253
+  std::string peer_issuer;
+  std::string peer_serial;  // hex
+  std::optional<absl::Time> peer_not_after;
+  std::vector<std::string> peer_sans;  // "DNS:x", "IP:1.2.3.4", "URI:spiffe://..."
+  absl::Time authenticated_at;
+  absl::Duration handshake_duration;
+};
+
+// One TCP + TLS connection to a backend. OpenSSL reads and writes the socket's fd itself
+// (SSL_set_fd); Asio supplies readiness (async_wait) and timers, so ciphertext is never copied
+// through memory BIOs.
+//
+// Loop-thread only: every method must run on the io_context the socket was made with, and all
+// callbacks run there. Owned by std::shared_ptr because pending handlers keep it alive. At most
+// one Read and one Write in flight at a time.
+class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
+ public:
+  using StatusCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  using ReadCallback = absl::AnyInvocable<void(absl::StatusOr<std::string>) &&>;
+
+  TlsSocket(asio::io_context& io, std::shared_ptr<const TlsClientContext> context);
+  ~TlsSocket();
+  TlsSocket(const TlsSocket&) = delete;
+  TlsSocket& operator=(const TlsSocket&) = delete;
+
+  // Resolves, connects and handshakes. Fails with kUnavailable "<reason>: detail" (see
+  // failure_reason.h): connect_refused, connect_timeout, handshake_timeout, unknown_ca, ...
+  void Connect(const std::string& host, uint16_t port, absl::Duration connect_timeout,
+               absl::Duration handshake_timeout, StatusCallback done);
+
+  // Writes all of `data`.
+  void Write(std::string data, StatusCallback done);
+  // Reads what is available, at most `max_bytes` (waits until at least one byte). A clean close
+  // by the backend is kUnavailable "backend_closed: ...".
+  void Read(size_t max_bytes, ReadCallback done);
+
+  // Abandons a Read that is waiting for the backend (nothing consumed yet): its callback runs
+  // now with kCancelled and the socket stays usable. No-op when no Read is pending.
+  void CancelRead();
+
+  // While idle: consume TLS 1.3 post-handshake records (session tickets, key updates) as they
+  // arrive, and report application data or a close by the backend through `on_broken`
+  // (called at most once). StopIdleWatch() disarms it without calling `on_broken`.
+  void WatchIdle(StatusCallback on_broken);
+  void StopIdleWatch();
+
+  // Non-blocking: OK when nothing unread is waiting (TLS post-handshake records are processed
+  // and do not count); kFailedPrecondition "unread_bytes" when application bytes wait;
+  // kUnavailable when the backend closed the connection.
+  absl::Status CheckNothingUnread();
+
+  // Sends a TLS 1.3 KeyUpdate (no new handshake). No-op below TLS 1.3.
+  absl::Status RequestKeyUpdate();
+
+  // Sends close_notify (best effort, never blocks) and closes the fd. Operations in flight
+  // complete with kCancelled. Idempotent.
+  void Close();
+
+  bool is_open() const { return socket_.is_open() && !closed_; }
+  const TlsSessionInfo& session_info() const { return info_; }
+  asio::io_context& io() { return io_; }
+  // Readable from any thread (admin listings).
+  uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
+
+ private:
+  void OnResolved(const asio::ip::tcp::resolver::results_type& results);
+  void DoHandshake();
+  void FinishConnect(absl::Status status);
+  void DoWrite();
+  void DoRead();
+  void ArmIdleWatch();
+  void FillSessionInfo();
+
+  asio::io_context& io_;
+  std::shared_ptr<const TlsClientContext> context_;
+  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer connect_timer_;
+  SslPtr ssl_;
+  bool closed_ = false;
+  bool timed_out_ = false;
+  absl::Duration handshake_timeout_;
+  absl::Time handshake_started_;
+
+  StatusCallback connect_done_;
+  std::string write_buf_;
+  size_t write_offset_ = 0;
+  StatusCallback write_done_;
+  size_t read_max_ = 0;
+  ReadCallback read_done_;
+  uint64_t read_generation_ = 0;  // Bumped by CancelRead: stale read waits then do nothing.
+  StatusCallback idle_broken_;
+  uint64_t idle_generation_ = 0;
+  bool idle_wait_armed_ = false;
+
+  std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> bytes_received_{0};
+  TlsSessionInfo info_;
+};
+
+}  // namespace tlsbroker
+
+#endif  // BROKER_TLS_TLS_SOCKET_H_

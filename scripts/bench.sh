@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# End-to-end benchmark (`make bench`): tlsbroker beside its baselines, in one run, on one
+# machine, against the same TLS backend with the same payloads. See BENCHMARKS.md.
+#
+# It starts a multi-connection TLS echo backend that requires client certificates (the
+# project's tlsb-test-backend: framed echo for requests, raw echo for bulk), a bare gRPC echo
+# server and tlsbroker, then measures at each concurrency (1, 16, 64 callers, 1 KiB requests):
+#   a  direct client, new TCP+TLS connection and full handshake per request
+#   b  direct client, new connection per request with TLS session resumption
+#   c  direct client, one persistent TLS connection per caller
+#   d  bare gRPC unary echo (mTLS listener like the broker's), no backend
+#   e  tlsbroker Call
+#   f  tlsbroker Lease, --exchanges-per-lease round trips per lease
+#   cB / fB  bulk echo in 64 KiB messages: direct persistent connection vs a tlsbroker Lease
+# Every cell is run --runs times (interleaved, so drift hits every mode alike); the table gives
+# the median and the min..max spread. Then (unless --no-scale) the broker's RSS with 0, 1000
+# and 10000 idle pooled sockets and the time to prewarm 1000, and (unless --no-profile) a CPU
+# profile of the broker under load (e) with perf (cpu-clock sampling).
+#
+#   scripts/bench.sh [--quick] [--smoke] [--runs N] [--duration SECONDS] [--callers "1 16 64"]
+#                    [--scale "0 1000 10000"] [--no-scale] [--no-profile]
+#     --quick   1 run of 1 s per cell, scale 0/1000, no profile (about 2 minutes)
+#     --smoke   tiny counts for the test suite (seconds; figures meaningless)
+#   The full run (3 runs of 3 s per cell, scale, profile) takes about 10 minutes.
+#
+#   BUILD_DIR      build directory (default: build); built with RelWithDebInfo unless SKIP_BUILD=1
+#   BENCH_DIR      working directory: PKI, configs, logs, results (default: BUILD_DIR/bench-run)
+#   BENCH_PKI      an existing test PKI (tests/support/make_test_pki.sh); default: made in BENCH_DIR
+#   BENCH_MAX_SOCKETS  the broker's max_sockets (= min_idle, prewarmed) for (e) and (f) (16)
+#   TLSBROKER_BIN, TLSB_BACKEND_BIN, TLSB_LOAD_BIN, TLSB_DIRECT_BIN, TLSB_GRPC_ECHO_BIN
+#
+# Everything listens on 127.0.0.1 on ports chosen at run time; the script stops what it started.
+# Exit code 0 when every measurement ran without errors or corrupt responses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=3
+duration=3
+callers_list="1 16 64"
+bulk_callers_list="1 16"
+scale_list="0 1000 10000"
+do_scale=1
+do_profile=1
+smoke=0
+bulk_bytes=$((16 * 1024 * 1024))
+exchanges_per_lease=100
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) runs=1; duration=1; scale_list="0 1000"; do_profile=0 ;;
+    --smoke) smoke=1; runs=1; duration=0.3; callers_list="1 4"; bulk_callers_list="2"
+             scale_list="0 20"; do_profile=0; bulk_bytes=$((1024 * 1024)); exchanges_per_lease=10 ;;
+    --runs) runs=$2; shift ;;
+    --duration) duration=$2; shift ;;
+    --callers) callers_list=$2; shift ;;
+    --scale) scale_list=$2; shift ;;
+    --no-scale) do_scale=0 ;;
+    --no-profile) do_profile=0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+BUILD_DIR=${BUILD_DIR:-build}
+max_sockets=${BENCH_MAX_SOCKETS:-16}
+targets="tlsbroker tlsb-test-backend tlsbroker-load tlsb-bench-direct tlsb-bench-grpc-echo"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "== building $targets into $BUILD_DIR (RelWithDebInfo)"
+  bash scripts/install-deps.sh
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # shellcheck disable=SC2086
+  cmake --build "$BUILD_DIR" --target $targets -j "$(nproc)"
+fi
+broker_bin=${TLSBROKER_BIN:-$BUILD_DIR/services/tlsbroker}
+backend_bin=${TLSB_BACKEND_BIN:-$BUILD_DIR/tests/support/tlsb-test-backend}
+load_bin=${TLSB_LOAD_BIN:-$BUILD_DIR/tools/load/tlsbroker-load}
+direct_bin=${TLSB_DIRECT_BIN:-$BUILD_DIR/bench/e2e/tlsb-bench-direct}
+echo_bin=${TLSB_GRPC_ECHO_BIN:-$BUILD_DIR/bench/e2e/tlsb-bench-grpc-echo}
+for bin in "$broker_bin" "$backend_bin" "$load_bin" "$direct_bin" "$echo_bin"; do
+  if [ ! -x "$bin" ]; then
+    echo "bench: $bin is missing (build first, or unset SKIP_BUILD)" >&2
+    exit 1
+  fi
+done
+
+work=${BENCH_DIR:-$BUILD_DIR/bench-run}
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+rm -rf "$work/results"
+mkdir -p "$work/results"
+pki=${BENCH_PKI:-$work/pki}
+results="$work/results/cells.tsv"
+
+# 10,000 pooled sockets need 10,000 descriptors in the broker and in the backend.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+exec 3>&2  # the real stderr, for messages from commands polled with stderr hidden
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    # Bounded: SIGTERM drains; after 10 s the process is killed.
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop PID: stops one process started here and forgets it.
+stop() {
+  local pid=$1 p kept=()
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  pids=("${kept[@]}")
+}
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.1 s; fails after SECONDS.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  for _ in $(seq 1 $((seconds * 10))); do
+    if "$@" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: timed out after ${seconds}s waiting for $what" >&2
+  return 1
+}
+
+http_get() {
+  exec 9<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&9
+  timeout 5 cat <&9
+  exec 9<&-
+}
+http_ok() { http_get "$1" "$2" | head -1 | grep -q ' 200'; }
+
+# cpu_ticks PID: user + system CPU time of PID in clock ticks (/proc/PID/stat fields 14, 15;
+# the command name in field 2 has no spaces here).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# start_backend NAME MODE [ARGS...]: starts tlsb-test-backend; sets <NAME>_pid and backend_port.
+start_backend() {
+  local name=$1 mode=$2
+  shift 2
+  rm -f "$work/$name.out"  # a previous run's file would be read before the shell truncates it
+  "$backend_bin" --pki "$pki/ec" --mode "$mode" --port 0 --stats-file "$work/$name.stats" "$@" \
+      </dev/null >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  eval "${name//-/_}_pid=$!"
+  wait_for 10 "the $name backend to listen" grep -q '^LISTENING' "$work/$name.out"
+  backend_port=$(awk '/^LISTENING/ {print $2; exit}' "$work/$name.out")
+}
+
+# backend_stats NAME: prints "full resumed" handshakes of the backend (SIGUSR1 writes its stats).
+backend_stats() {
+  local name=$1 pid_var="${1//-/_}_pid"
+  rm -f "$work/$name.stats"
+  kill -USR1 "${!pid_var}"
+  wait_for 5 "the $name backend's stats" test -s "$work/$name.stats"
+  awk '$1 == "full_handshakes" {f = $2} $1 == "resumed_handshakes" {r = $2}
+       END {print f + 0, r + 0}' "$work/$name.stats"
+}
+
+# backend_yaml NAME PORT MIN_IDLE MAX_SOCKETS FRAMED: one backends: entry of the broker config.
+backend_yaml() {
+  cat <<EOF
+  - name: $1
+    address: 127.0.0.1:$2
+    server_name: localhost
+    tls:
+      ca: $pki/ec/ca-chain.pem
+      cert: $pki/ec/client.fullchain.pem
+      key: $pki/ec/client.key
+    pool: {min_idle: $3, max_sockets: $4, acquire_timeout: 10s, connect_timeout: 10s, handshake_timeout: 30s}
+    client_id: {prefix: "$(case $1 in bench-echo) echo E ;; scale) echo S ;; *) echo B ;; esac)", width: 8}
+    allowed_callers: ["spiffe://example.org/ns/payments/sa/*"]
+EOF
+  if [ "$5" = 1 ]; then
+    echo "    framing: {length_field: {offset: 0, size: 4, big_endian: true, adjustment: -4}}"
+  fi
+}
+
+# start_broker NAME CONFIG_BODY_FILE READY_TIMEOUT: starts tlsbroker; sets broker_pid, target,
+# metrics_port and ready_seconds (start to /readyz 200, i.e. every min_idle socket up).
+start_broker() {
+  local name=$1 backends=$2 timeout=$3
+  cat > "$work/$name.yaml" <<EOF
+# Written by scripts/bench.sh.
+listen:
+  grpc: 127.0.0.1:0
+  metrics: 127.0.0.1:0
+  tls:
+    cert: $pki/ec/server.fullchain.pem
+    key: $pki/ec/server.key
+    client_ca: $pki/ec/ca-chain.pem
+  drain_grace_period: 2s
+backends:
+EOF
+  cat "$backends" >> "$work/$name.yaml"
+  local t0 t1
+  t0=$(date +%s.%N)
+  rm -f "$work/$name.log"
+  "$broker_bin" --config "$work/$name.yaml" </dev/null >"$work/$name.log" 2>&1 &
+  broker_pid=$!
+  pids+=("$broker_pid")
+  broker_up() {
+    kill -0 "$broker_pid" || { echo "bench: tlsbroker exited; its log:" >&3; cat "$work/$name.log" >&3; exit 1; }
+    grep -q 'tlsbroker serving' "$work/$name.log"
+  }
+  wait_for 20 "tlsbroker to serve" broker_up
+  local serving
+  serving=$(grep -m1 'tlsbroker serving' "$work/$name.log")
+  target=$(sed -n 's/.* grpc=\([^ ]*\).*/\1/p' <<<"$serving")
+  metrics_port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' <<<"$serving")
+  wait_for "$timeout" "tlsbroker /readyz" http_ok "$metrics_port" /readyz
+  t1=$(date +%s.%N)
+  ready_seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+}
+
+echo "== test PKI in $pki (throwaway keys)"
+bash tests/support/make_test_pki.sh "$pki" >/dev/null
+pki=$(cd "$pki" && pwd)
+creds=(--ca "$pki/ec/root.crt" --cert "$pki/ec/client.fullchain.pem" --key "$pki/ec/client.key")
+
+echo "== starting backends, the gRPC echo baseline and tlsbroker (max_sockets $max_sockets)"
+start_backend framed framed --response-prefix re:
+framed_port=$backend_port
+start_backend echo echo
+echo_port=$backend_port
+rm -f "$work/grpc-echo.out"
+"$echo_bin" --cert "$pki/ec/server.fullchain.pem" --key "$pki/ec/server.key" \
+    --client-ca "$pki/ec/ca-chain.pem" --response-prefix re: </dev/null \
+    >"$work/grpc-echo.out" 2>"$work/grpc-echo.err" &
+grpc_echo_pid=$!
+pids+=("$grpc_echo_pid")
+wait_for 10 "the gRPC echo server" grep -q '^LISTENING' "$work/grpc-echo.out"
+grpc_echo_port=$(awk '/^LISTENING/ {print $2; exit}' "$work/grpc-echo.out")
+max_bulk_callers=1
+for n in $bulk_callers_list; do [ "$n" -gt "$max_bulk_callers" ] && max_bulk_callers=$n; done
+{
+  backend_yaml bench "$framed_port" "$max_sockets" "$max_sockets" 1
+  backend_yaml bench-echo "$echo_port" "$max_bulk_callers" "$max_bulk_callers" 0
+} > "$work/backends-main.yaml"
+start_broker broker "$work/backends-main.yaml" 30
+main_broker_pid=$broker_pid
+main_target=$target
+echo "   framed 127.0.0.1:$framed_port, echo 127.0.0.1:$echo_port, gRPC echo" \
+     "127.0.0.1:$grpc_echo_port, tlsbroker $main_target (pid $main_broker_pid)"
+
+failures=0
+# measure MODE CALLERS RUN: one cell; appends a line to $results.
+measure() {
+  local mode=$1 callers=$2 run=$3 out="$work/results/$1-$2-$3.json"
+  local bounds=(--duration "${duration}s")
+  local cpu_pid="" backend=framed cmd=()
+  case "$mode" in
+    a) cmd=("$direct_bin" --address "127.0.0.1:$framed_port" --mode full) ;;
+    b) cmd=("$direct_bin" --address "127.0.0.1:$framed_port" --mode resume) ;;
+    c) cmd=("$direct_bin" --address "127.0.0.1:$framed_port" --mode persistent) ;;
+    cB) backend=echo; cmd=("$direct_bin" --address "127.0.0.1:$echo_port" --mode bulk
+                          --bulk-bytes "$bulk_bytes") ;;
+    d) cpu_pid=$grpc_echo_pid
+       cmd=("$load_bin" --target "127.0.0.1:$grpc_echo_port"
+            --backend echo --mode call --channels "$callers") ;;
+    e) cpu_pid=$main_broker_pid
+       cmd=("$load_bin" --target "$main_target" --backend bench --mode call --channels "$callers") ;;
+    f) cpu_pid=$main_broker_pid
+       cmd=("$load_bin" --target "$main_target" --backend bench --mode lease
+            --exchanges-per-lease "$exchanges_per_lease" --channels "$callers") ;;
+    fB) cpu_pid=$main_broker_pid; backend=echo
+        cmd=("$load_bin" --target "$main_target" --backend bench-echo --mode bulk
+             --bulk-bytes "$bulk_bytes" --channels "$callers") ;;
+  esac
+  local hs_before hs_after cpu_before=0 cpu_after=0 rc=0
+  hs_before=$(backend_stats "$backend")
+  [ -n "$cpu_pid" ] && cpu_before=$(cpu_ticks "$cpu_pid")
+  "${cmd[@]}" "${creds[@]}" --callers "$callers" --size 1024 --response-prefix re: \
+      "${bounds[@]}" --json >"$out" 2>"$out.err" || rc=$?
+  [ -n "$cpu_pid" ] && cpu_after=$(cpu_ticks "$cpu_pid")
+  hs_after=$(backend_stats "$backend")
+  if [ "$rc" != 0 ]; then
+    failures=$((failures + 1))
+    echo "   $mode at $callers callers (run $run) failed (exit $rc): $(head -c 300 "$out.err")" >&2
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$callers" "$run" "$out" \
+      "$hs_before $hs_after" "$cpu_before $cpu_after" "$rc" >>"$results"
+}
+
+cells=0
+for _ in $(seq 1 "$runs"); do
+  for callers in $callers_list; do cells=$((cells + 6)); done
+  for callers in $bulk_callers_list; do cells=$((cells + 2)); done
+done
+echo "== $cells cells: $runs run(s) x modes a-f at callers {$callers_list}, bulk at {$bulk_callers_list}," \
+     "${duration}s each"
+for run in $(seq 1 "$runs"); do
+  for callers in $callers_list; do
+    for mode in a b c d e f; do
+      measure "$mode" "$callers" "$run"
+    done
+    echo "   run $run, $callers callers done"
+  done
+  for callers in $bulk_callers_list; do
+    for mode in cB fB; do measure "$mode" "$callers" "$run"; done
+  done
+done
+
+# ---- CPU profile of the broker under load (e) at 16 callers (before the scale step, whose
+# thousands of backend threads would disturb it).
+if [ "$do_profile" = 1 ] && command -v perf >/dev/null; then
+  echo "== profile: perf (cpu-clock sampling) of tlsbroker under Call load, 16 callers"
+  "$load_bin" --target "$main_target" "${creds[@]}" --backend bench --mode call --callers 16 \
+      --channels 16 --size 1024 --duration 12s --json >"$work/results/profile-load.json" 2>&1 &
+  load_pid=$!
+  sleep 1
+  perf record -e cpu-clock -F 499 -g -p "$main_broker_pid" -o "$work/results/perf.data" \
+      -- sleep 8 >/dev/null 2>&1 || true
+  wait "$load_pid" || true
+  perf report -i "$work/results/perf.data" --no-children --sort symbol --stdio \
+      --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$' | head -60 \
+      >"$work/results/perf-top.txt" || true
+  perf report -i "$work/results/perf.data" --no-children --sort dso --stdio -g none \
+      2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 >"$work/results/perf-dso.txt" || true
+fi
+
+# ---- Scale and memory: RSS with N idle pooled sockets, time to prewarm them.
+scale_file="$work/results/scale.tsv"
+: > "$scale_file"
+if [ "$do_scale" = 1 ]; then
+  echo "== scale: broker RSS with {$scale_list} idle pooled sockets (fd limit $(ulimit -n))"
+  start_backend scale framed --response-prefix re:
+  scale_port=$backend_port
+  for n in $scale_list; do
+    if [ "$n" = 0 ]; then
+      backend_yaml scale "$scale_port" 0 1 1 > "$work/backends-scale.yaml"
+    else
+      backend_yaml scale "$scale_port" "$n" "$n" 1 > "$work/backends-scale.yaml"
+    fi
+    if ! start_broker "broker-scale-$n" "$work/backends-scale.yaml" 240; then
+      echo "   $n sockets: not ready within 240 s; skipped" >&2
+      stop "$broker_pid"
+      continue
+    fi
+    sleep 2  # let allocator caches and gRPC's threads settle before reading RSS
+    printf '%s\t%s\t%s\n' "$n" "$(rss_kib "$broker_pid")" "$ready_seconds" >>"$scale_file"
+    echo "   $n sockets: RSS $(rss_kib "$broker_pid") KiB, ready after ${ready_seconds}s"
+    stop "$broker_pid"
+  done
+  stop "$scale_pid"
+  # What this machine's crypto allows: ECDSA P-256 (the PKI's keys) and X25519 (the key share).
+  openssl speed -seconds 1 ecdsap256 ecdhx25519 >"$work/results/openssl-speed.txt" 2>/dev/null || true
+fi
+
+echo
+python3 - "$results" "$scale_file" "$work/results" "$max_sockets" "$exchanges_per_lease" \
+    "$runs" "$duration" <<'EOF'
+import json, os, re, statistics, sys
+results, scale_file, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
+max_sockets, epl, runs, duration = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+hz = os.sysconf("SC_CLK_TCK")
+cells = {}
+for line in open(results):
+    mode, callers, run, path, hs, cpu, rc = line.rstrip("\n").split("\t")
+    try:
+        r = json.load(open(path))
+    except Exception:
+        continue
+    hb_f, hb_r, ha_f, ha_r = map(int, hs.split())
+    c0, c1 = map(float, cpu.split())
+    bulk = mode.endswith("B")
+    # Requests: exchanges for framed modes (a Lease carries many), MB/s for bulk.
+    reqs = r["exchanges"] if not bulk else r["operations"]
+    rate = r["mb_per_second"] if bulk else r["exchanges_per_second"]
+    lat = r["latency_us"]
+    per10k = lambda x: x * 10000.0 / reqs if reqs else float("nan")
+    cells.setdefault((mode, int(callers)), []).append(dict(
+        rate=rate, p50=lat["p50"], p99=lat["p99"], errors=r["errors"] + r["corrupt"],
+        hs=per10k((ha_f - hb_f) + (ha_r - hb_r)), full=ha_f - hb_f, resumed=ha_r - hb_r,
+        cpu=per10k((c1 - c0) / hz) if mode in ("d", "e", "f") else None, n=reqs))
+
+def med(mode, callers, key):
+    v = [c[key] for c in cells.get((mode, callers), []) if c[key] is not None]
+    return statistics.median(v) if v else None
+
+def spread(mode, callers, key):
+    v = [c[key] for c in cells.get((mode, callers), []) if c[key] is not None]
+    return (min(v), max(v)) if v else None
+
+def fmt(x, digits=0):
+    if x is None: return "—"
+    if digits == 0: return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+names = {"a": "(a) direct, full handshake per request", "b": "(b) direct, resumed session per request",
+         "c": "(c) direct, persistent connection", "d": "(d) bare gRPC unary echo",
+         "e": "(e) tlsbroker Call", "f": f"(f) tlsbroker Lease, {epl} exchanges per lease",
+         "cB": "(c) bulk, direct persistent connection", "fB": "(f) bulk, tlsbroker Lease"}
+out = []
+out.append(f"Medians of {runs} run(s) of {duration} s per cell, [min..max] over the runs; "
+           "1 KiB requests; bulk: 64 KiB messages.")
+out.append("")
+out.append("| mode | callers | throughput | p50 µs | p99 µs | handshakes / 10k req | server CPU s / 10k req | errors |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+callers_seen = sorted({c for (_, c) in cells})
+for mode in ["a", "b", "c", "d", "e", "f", "cB", "fB"]:
+    for callers in callers_seen:
+        if (mode, callers) not in cells: continue
+        lo, hi = spread(mode, callers, "rate")
+        unit = "MB/s" if mode.endswith("B") else "req/s"
+        cpu = med(mode, callers, "cpu")
+        cs = spread(mode, callers, "cpu")
+        cpu_s = "—" if cpu is None else f"{cpu:.3f} [{cs[0]:.3f}..{cs[1]:.3f}]"
+        p50lo, p50hi = spread(mode, callers, "p50")
+        errors = sum(c["errors"] for c in cells[(mode, callers)])
+        out.append(f"| {names[mode]} | {callers} | {fmt(med(mode, callers, 'rate'))} {unit} "
+                   f"[{fmt(lo)}..{fmt(hi)}] | {fmt(med(mode, callers, 'p50'))} [{fmt(p50lo)}..{fmt(p50hi)}] "
+                   f"| {fmt(med(mode, callers, 'p99'))} | {fmt(med(mode, callers, 'hs'), 1)} | {cpu_s} | {errors} |")
+out.append("")
+out.append("Server CPU: (d) the gRPC echo server, (e)/(f) tlsbroker (utime+stime from /proc/PID/stat).")
+out.append("Handshakes: counted by the backend (full + resumed) during the cell.")
+out.append("")
+
+def ratio_row(label, num, den, callers, target):
+    # Ratio of medians, and the range over per-run ratios (run i of num over run i of den).
+    a, b = cells.get((num, callers)), cells.get((den, callers))
+    if not a or not b: return
+    rs = [x["rate"] / y["rate"] for x, y in zip(a, b) if y["rate"]]
+    m = med(num, callers, "rate") / med(den, callers, "rate") if med(den, callers, "rate") else None
+    ok = "" if target is None or m is None else ("met" if m >= target else "missed")
+    out.append(f"| {label} | {callers} | {fmt(m, 2)} [{fmt(min(rs), 2)}..{fmt(max(rs), 2)}] | "
+               f"{'≥ ' + str(target) if target else '—'} | {ok} |")
+
+out.append("| ratio (throughput) | callers | median [range of per-run ratios] | target | status |")
+out.append("|---|---:|---:|---:|---|")
+for callers in callers_seen:
+    ratio_row("(e)/(a)", "e", "a", callers, 10 if callers == 16 else None)
+for callers in callers_seen:
+    ratio_row("(e)/(b)", "e", "b", callers, 10 if callers == 16 else None)
+for callers in callers_seen:
+    ratio_row("(e)/(c)", "e", "c", callers, 0.5 if callers == 16 else None)
+for callers in callers_seen:
+    ratio_row("(e)/(d)", "e", "d", callers, 0.6 if callers in (16, 64) else None)
+for callers in callers_seen:
+    ratio_row("(f)/(c) Lease exchanges", "f", "c", callers, None)
+for callers in sorted({c for (m, c) in cells if m.endswith("B")}):
+    ratio_row("(f)/(c) bulk", "fB", "cB", callers, 0.5)
+out.append("")
+for callers in callers_seen:
+    pe, pc, pd = med("e", callers, "p50"), med("c", callers, "p50"), med("d", callers, "p50")
+    if None in (pe, pc, pd): continue
+    extra = pe - pc - pd
+    per_run = [x["p50"] - y["p50"] - z["p50"] for x, y, z in
+               zip(cells[("e", callers)], cells[("c", callers)], cells[("d", callers)])]
+    tgt = " (target ≤ 50 µs: " + ("met" if extra <= 50 else "missed") + ")" if callers == 1 else ""
+    out.append(f"- p50(e) − p50(c) − p50(d) at {callers} caller(s): {extra:+.0f} µs "
+               f"[per run {min(per_run):+.0f}..{max(per_run):+.0f}]{tgt}")
+hs_e = [c for k, v in cells.items() if k[0] == "e" for c in v]
+if hs_e:
+    worst = max(c["hs"] for c in hs_e)
+    out.append(f"- handshakes per 10,000 Calls (e), worst cell: {worst:.1f} "
+               f"(target ≤ max_sockets = {max_sockets}: {'met' if worst <= max_sockets else 'missed'})")
+
+scale = [l.split("\t") for l in open(scale_file).read().splitlines() if l.strip()]
+if scale:
+    out.append("")
+    out.append("| idle pooled sockets | broker RSS | bytes per socket (over 0 sockets) | start to ready (prewarm) |")
+    out.append("|---:|---:|---:|---:|")
+    base = next((int(r) for n, r, _ in scale if n == "0"), None)
+    for n, rss, ready in scale:
+        n, rss = int(n), int(rss)
+        per = (rss - base) * 1024 / n if n and base is not None else None
+        out.append(f"| {n:,} | {rss / 1024:,.1f} MiB | {fmt(per) + ' B' if per else '—'} | {float(ready):.2f} s |")
+    speed = os.path.join(outdir, "openssl-speed.txt")
+    if os.path.exists(speed):
+        txt = open(speed).read()
+        m = re.search(r"256 bits ecdsa \(nistp256\)\s+([\d.]+)s\s+([\d.]+)s\s+([\d.]+)\s+([\d.]+)", txt)
+        x = re.search(r"253 bits ecdh \(X25519\)\s+([\d.]+)s\s+([\d.]+)", txt)
+        if m and x:
+            # The per-operation columns print 0.0000s at this speed: use the rates.
+            sign_s, verify_s, x_s = 1 / float(m.group(3)), 1 / float(m.group(4)), 1 / float(x.group(2))
+            # One mutual TLS 1.3 handshake with these keys, both ends together: 2 ECDSA signs
+            # (CertificateVerify), 6 verifies (each side: the peer's CertificateVerify and a
+            # 2-certificate chain), 4 X25519 operations (keygen and derive on each side).
+            t = 2 * sign_s + 6 * verify_s + 4 * x_s
+            out.append("")
+            out.append(f"- openssl speed (one core): ECDSA P-256 {1 / sign_s:,.0f} sign/s, "
+                       f"{1 / verify_s:,.0f} verify/s; X25519 {1 / x_s:,.0f} op/s. "
+                       f"Crypto of one mutual-TLS handshake (both ends): {t * 1e6:.0f} µs, so "
+                       f"at most {2 / t:,.0f} handshakes/s on 2 cores.")
+            for n, rss, ready in scale:
+                if int(n) == 1000:
+                    out.append(f"- prewarm of 1,000 sockets: {float(ready):.2f} s from start to ready = "
+                               f"{1000 / float(ready):,.0f} handshakes/s ({1000 / float(ready) / (2 / t):.2f}× "
+                               f"the crypto bound; includes process start).")
+text = "\n".join(out) + "\n"
+open(os.path.join(outdir, "table.md"), "w").write(text)
+print(text)
+EOF
+for f in perf-top.txt perf-dso.txt; do
+  if [ -s "$work/results/$f" ]; then echo "== $f"; cat "$work/results/$f"; fi
+done
+echo "results in $work/results (table.md, one JSON per cell)"
+[ "$failures" = 0 ]

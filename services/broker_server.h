@@ -1,0 +1,102 @@
+#ifndef SERVICES_BROKER_SERVER_H_
+#define SERVICES_BROKER_SERVER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "broker/config/options.h"
+#include "broker/io/event_loops.h"
+#include "broker/metrics/prometheus_observer.h"
+#include "broker/pool/backend_registry.h"
+#include "services/admin_service.h"
+#include "services/broker_service.h"
+#include "services/flow_accounting.h"
+#include "services/http_endpoint.h"
+
+namespace tlsbroker {
+
+// The whole running broker: I/O loops, backend pools, metrics, the gRPC server (Broker,
+// BrokerAdmin, health, reflection) and the HTTP endpoint (/metrics, /healthz, /readyz).
+// Used by main() and, in-process, by the tests.
+//
+// Thread-safe. Shutdown() (or the destructor) drains: new leases are refused, running ones may
+// finish within the grace period, then sockets close with close_notify.
+// How a BrokerServer runs (not part of the config file).
+struct BrokerServerStartOptions {
+  int io_threads = 0;  // 0 = one per core.
+  // The config file, re-read by ReloadFromFile() (BrokerAdmin.Reload, SIGHUP). Empty: reload
+  // from a file is not available.
+  std::string config_path;
+  int ordinal = -1;  // Replica ordinal for {ordinal}; -1 = from $HOSTNAME.
+};
+
+class BrokerServer final {
+ public:
+  using StartOptions = BrokerServerStartOptions;
+
+  static absl::StatusOr<std::unique_ptr<BrokerServer>> Start(
+      const BrokerOptions& options, StartOptions start = StartOptions());
+  ~BrokerServer();
+  BrokerServer(const BrokerServer&) = delete;
+  BrokerServer& operator=(const BrokerServer&) = delete;
+
+  // The bound gRPC port (0 for a unix socket) and HTTP port.
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return http_ ? http_->port() : 0; }
+  // A gRPC target for clients: "127.0.0.1:PORT" or "unix:/path".
+  std::string grpc_target() const;
+
+  // Drains and stops; returns when everything is closed. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  // Applies a new configuration without dropping leases (see BackendRegistry::Reload). The
+  // listen section cannot change without a restart. Returns the errors that kept it out.
+  std::vector<std::string> Reload(const BrokerOptions& next);
+  // Re-reads the config file given at start and applies it; errors (every one) are logged and
+  // returned, and the running configuration stays.
+  std::vector<std::string> ReloadFromFile();
+
+  // Readiness: every backend has its min_idle sockets or is known to be down.
+  bool Ready(std::string* body) const;
+
+  FlowAccounting& flow() { return flow_; }
+  BackendRegistry& registry() { return *registry_; }
+  prometheus::Registry& metrics_registry() { return *metrics_registry_; }
+
+ private:
+  BrokerServer() = default;
+  void HealthLoop();
+
+  BrokerOptions options_;
+  BrokerServerStartOptions start_;
+  std::mutex reload_mu_;  // One reload at a time.
+  FlowAccounting flow_;
+  std::unique_ptr<EventLoops> loops_;
+  std::shared_ptr<prometheus::Registry> metrics_registry_;
+  std::unique_ptr<PrometheusMetricsObserver> metrics_;
+  std::unique_ptr<BackendRegistry> registry_;
+  std::unique_ptr<BrokerService> broker_service_;
+  std::unique_ptr<AdminService> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpEndpoint> http_;
+  int grpc_port_ = 0;
+
+  std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  bool stopping_ = false;  // Guarded by health_mu_.
+  std::thread health_thread_;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace tlsbroker
+
+#endif  // SERVICES_BROKER_SERVER_H_

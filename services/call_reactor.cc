@@ -1,0 +1,207 @@
+#include "services/call_reactor.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/caller_identity.h"
+#include "services/lease_info_proto.h"
+#include "services/request_validation.h"
+#include "services/status_conversion.h"
+
+namespace tlsbroker {
+namespace {
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+CallReactor::CallReactor(grpc::CallbackServerContext* context, const v1::CallRequest* request,
+                         v1::CallResponse* response, const ServiceContext& services)
+    : context_(context),
+      request_(request),
+      response_(response),
+      services_(services),
+      caller_(CallerIdentity(*context)) {
+  services_.flow->RpcStarted();
+  Start();
+  ReleasePending();
+}
+
+void CallReactor::Start() {
+  std::shared_ptr<SocketPool> pool = services_.registry->Find(request_->backend());
+  if (pool == nullptr) {
+    Complete(absl::NotFoundError(absl::StrCat("unknown backend \"", request_->backend(), "\"")),
+             false);
+    return;
+  }
+  const std::shared_ptr<const BackendOptions> options_snapshot = pool->options();
+    const BackendOptions& options = *options_snapshot;
+  if (!CallerAllowed(options.allowed_callers, caller_)) {
+    Complete(absl::PermissionDeniedError(
+                 absl::StrCat("caller \"", caller_, "\" may not use backend ", options.name)),
+             false);
+    return;
+  }
+  if (options.framing.kind == FramingOptions::Kind::kNone) {
+    Complete(absl::FailedPreconditionError(absl::StrCat(
+                 "backend ", options.name,
+                 " has no framing configured: Call needs it to find the response; use Lease")),
+             false);
+    return;
+  }
+  absl::Status frame_ok = CheckOneRequestFrame(options.framing, request_->request());
+  if (!frame_ok.ok()) {
+    Complete(frame_ok, false);
+    return;
+  }
+  absl::Duration wait = request_->has_acquire_timeout() ? FromProto(request_->acquire_timeout())
+                                                        : options.pool.acquire_timeout;
+  absl::Time deadline = absl::Now() + wait;
+  absl::Time rpc_deadline = absl::FromChrono(context_->deadline());
+  if (rpc_deadline < deadline) deadline = rpc_deadline;
+  SocketPool::AcquireRequest acquire;
+  acquire.client_id = request_->client_id();
+  acquire.deadline = deadline;
+  acquire.caller = caller_;
+  {
+    MutexLock lock(&mu_);
+    pool_ = pool;
+    acquiring_ = true;
+    ++pending_callbacks_;
+  }
+  uint64_t ticket = pool->Acquire(std::move(acquire), [this](absl::StatusOr<Lease> lease) {
+    OnAcquired(std::move(lease));
+  });
+  MutexLock lock(&mu_);
+  ticket_ = ticket;
+}
+
+void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
+  absl::Status failure;
+  {
+    MutexLock lock(&mu_);
+    acquiring_ = false;
+    if (completed_) {
+      if (lease.ok()) Lease drop = std::move(*lease);  // Cancelled meanwhile: give it back.
+    } else if (!lease.ok()) {
+      failure = lease.status();
+    } else {
+      lease_ = std::move(*lease);
+      ToProto(lease_.info(), CallerAllowed(services_.registry->AdminCallers(), caller_),
+              response_->mutable_lease());
+      ++pending_callbacks_;
+      held_request_bytes_ = request_->request().size();
+      services_.flow->Hold(held_request_bytes_);
+      lease_.Write(request_->request(), [this](absl::Status status) { OnWritten(status); });
+    }
+  }
+  if (!failure.ok()) Complete(failure, false);
+  ReleasePending();
+}
+
+void CallReactor::OnWritten(absl::Status status) {
+  // Not request_->request().size(): a cancel may have finished the call meanwhile, and gRPC
+  // frees the request after OnDone.
+  services_.flow->Drop(held_request_bytes_);
+  bool fail = false;
+  {
+    MutexLock lock(&mu_);
+    if (!completed_) {
+      if (status.ok()) {
+        ++pending_callbacks_;
+        lease_.ReadFrame(
+            [this](absl::StatusOr<std::string> frame) { OnResponse(std::move(frame)); });
+      } else {
+        fail = true;
+      }
+    }
+  }
+  if (fail) Complete(OutcomeUnknown(status), true);
+  ReleasePending();
+}
+
+void CallReactor::OnResponse(absl::StatusOr<std::string> frame) {
+  absl::Status failure;
+  {
+    MutexLock lock(&mu_);
+    if (!completed_) {
+      if (frame.ok()) {
+        response_->set_response(*std::move(frame));
+      } else {
+        failure = frame.status();
+      }
+    }
+  }
+  if (failure.ok()) {
+    Complete(absl::OkStatus(), false);
+  } else {
+    // The request was written: whatever happened, the backend may have acted on it.
+    Complete(OutcomeUnknown(failure), true);
+  }
+  ReleasePending();
+}
+
+void CallReactor::OnCancel() {
+  Complete(absl::CancelledError("the caller cancelled the call (or its deadline passed)"), true);
+}
+
+void CallReactor::Complete(absl::Status status, bool broken) {
+  Lease to_release;
+  uint64_t to_cancel = 0;
+  std::shared_ptr<SocketPool> pool;
+  {
+    MutexLock lock(&mu_);
+    if (completed_) return;
+    completed_ = true;
+    if (acquiring_) to_cancel = ticket_;
+    if (lease_.valid()) {
+      if (broken) lease_.MarkBroken(status.message());
+      to_release = std::move(lease_);
+    }
+    pool = pool_;
+  }
+  if (to_cancel != 0 && pool != nullptr) pool->CancelAcquire(to_cancel);
+  if (pool != nullptr) {
+    grpc::StatusCode code = static_cast<grpc::StatusCode>(status.code());
+    static const char* const kNames[] = {
+        "OK",           "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS",   "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",  "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",      "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    int index = static_cast<int>(code);
+    pool->observer()->OnCall(index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN",
+                             absl::Now() - started_);
+  }
+  // Release before answering: a caller whose next Call follows at once finds the socket on
+  // its way back (or already idle) instead of making the pool open another.
+  to_release = Lease();
+  std::string backend = request_->backend();
+  Finish(FinishStatus(context_, status, "", backend));
+}
+
+void CallReactor::OnDone() {
+  services_.flow->RpcDone();
+  bool remove;
+  {
+    // Set done_ and decide in one critical section: a callback finishing on another thread
+    // decides too, and exactly one of the two may delete.
+    MutexLock lock(&mu_);
+    done_ = true;
+    remove = pending_callbacks_ == 0;
+  }
+  if (remove) delete this;
+}
+
+void CallReactor::ReleasePending() {
+  bool remove;
+  {
+    MutexLock lock(&mu_);
+    --pending_callbacks_;
+    remove = done_ && pending_callbacks_ == 0;
+  }
+  if (remove) delete this;
+}
+
+
+}  // namespace tlsbroker

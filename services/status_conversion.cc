@@ -1,0 +1,49 @@
+#include "services/status_conversion.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "broker/tls/failure_reason.h"
+#include "tlsbroker/v1/broker.pb.h"
+
+namespace tlsbroker {
+
+std::string ReasonFor(const absl::Status& status) {
+  std::string reason = ReasonOf(status);
+  if (!reason.empty()) return reason;
+  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status, absl::string_view reason,
+                          absl::string_view backend) {
+  if (status.ok()) return grpc::Status::OK;
+  std::string why = reason.empty() ? ReasonFor(status) : std::string(reason);
+  v1::ErrorInfo info;
+  info.set_reason(why);
+  info.set_domain("tlsbroker");
+  if (!backend.empty()) (*info.mutable_metadata())["backend"] = std::string(backend);
+  v1::RpcStatus details;
+  details.set_code(static_cast<int>(status.code()));
+  details.set_message(std::string(status.message()));
+  auto* any = details.add_details();
+  any->set_type_url("type.googleapis.com/google.rpc.ErrorInfo");
+  any->set_value(info.SerializeAsString());
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+                      details.SerializeAsString());
+}
+
+grpc::Status FinishStatus(grpc::ServerContextBase* context, const absl::Status& status,
+                          absl::string_view reason, absl::string_view backend) {
+  if (!status.ok()) {
+    context->AddTrailingMetadata(kReasonMetadataKey,
+                                 reason.empty() ? ReasonFor(status) : std::string(reason));
+  }
+  return ToGrpcStatus(status, reason, backend);
+}
+
+absl::Status OutcomeUnknown(const absl::Status& cause) {
+  return absl::AbortedError(absl::StrCat(
+      "outcome_unknown: the request may have reached the backend before this failure (",
+      cause.message(), "); do not resend blindly"));
+}
+
+}  // namespace tlsbroker

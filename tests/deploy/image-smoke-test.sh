@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the container image from the real Dockerfile with buildah (no Docker engine) and runs
+# `tlsbroker --version` and `tlsbroker --check-config` inside it as the image's user.
+#   image-smoke-test.sh SOURCE_DIR TLSBROKER_BINARY PKI_DIR
+# The build context is the Dockerfile and .dockerignore plus the already built binary, passed
+# as TLSBROKER_PREBUILT so the build stage skips its several-minute compile (it still installs
+# its -dev packages; the runtime stage is built exactly as in a release). Skips (exit 77) when
+# buildah is not installed, or no debian:bookworm-slim base image is available and none can be
+# made (scripts/container-base-image.sh).
+set -euo pipefail
+src=$1 binary=$2 pki=$3
+if ! command -v buildah >/dev/null; then
+  echo "SKIPPED: buildah is not installed (apt-get install buildah debootstrap); the Dockerfile lint still ran"
+  exit 77
+fi
+if ! buildah inspect --type image docker.io/library/debian:bookworm-slim >/dev/null 2>&1; then
+  if ! command -v debootstrap >/dev/null || ! bash "$src/scripts/container-base-image.sh"; then
+    echo "SKIPPED: no debian:bookworm-slim base image and none could be made"
+    exit 77
+  fi
+fi
+ctx=$(mktemp -d)
+tag=localhost/tlsbroker:smoke-$$
+container=""
+cleanup() {
+  [ -n "$container" ] && buildah rm "$container" >/dev/null 2>&1 || true
+  buildah rmi -f "$tag" >/dev/null 2>&1 || true
+  rm -rf "$ctx"
+}
+trap cleanup EXIT
+cp "$src/Dockerfile" "$src/.dockerignore" "$ctx/"
+mkdir -p "$ctx/prebuilt" "$ctx/smoke/pki"
+cp "$binary" "$ctx/prebuilt/tlsbroker"
+buildah bud --quiet --pull=never --isolation chroot --layers \
+  --build-arg TLSBROKER_PREBUILT=prebuilt/tlsbroker -t "$tag" "$ctx" >/dev/null
+container=$(buildah from --pull=never "$tag")
+user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
+echo "image user: $user"
+[[ "$user" =~ ^[1-9][0-9]*(:[0-9]+)?$ ]] || { echo "FAIL: image user $user is not numeric non-root"; exit 1; }
+version=$(buildah run --isolation chroot --user "$user" "$container" -- /usr/local/bin/tlsbroker --version)
+echo "$version"
+[[ "$version" == tlsbroker* ]] || { echo "FAIL: unexpected --version output"; exit 1; }
+# A config with the test PKI, copied into the container where the chart mounts things.
+mnt=$(buildah mount "$container")
+mkdir -p "$mnt/etc/tlsbroker/listen" "$mnt/etc/tlsbroker/backends/ims"
+cp "$pki/ec/server.fullchain.pem" "$mnt/etc/tlsbroker/listen/tls.crt"
+cp "$pki/ec/server.key" "$mnt/etc/tlsbroker/listen/tls.key"
+cp "$pki/ec/ca-chain.pem" "$mnt/etc/tlsbroker/listen/ca.crt"
+cp "$pki/ec/ca-chain.pem" "$mnt/etc/tlsbroker/backends/ims/ca.crt"
+cat >"$mnt/etc/tlsbroker/config.yaml" <<'YAML'
+listen:
+  grpc: 0.0.0.0:7443
+  metrics: 0.0.0.0:9464
+  tls: {cert: /etc/tlsbroker/listen/tls.crt, key: /etc/tlsbroker/listen/tls.key, client_ca: /etc/tlsbroker/listen/ca.crt}
+backends:
+  - name: ims
+    address: ims.example.internal:9999
+    tls: {ca: /etc/tlsbroker/backends/ims/ca.crt}
+    client_id: {prefix: "T{ordinal}A"}
+    allowed_callers: ["spiffe://cluster.local/ns/payments/sa/*"]
+YAML
+chown -R "${user%%:*}:${user##*:}" "$mnt/etc/tlsbroker"
+chmod -R go-w "$mnt/etc/tlsbroker"
+buildah umount "$container" >/dev/null
+buildah run --isolation chroot --user "$user" "$container" -- \
+  /usr/local/bin/tlsbroker --check-config /etc/tlsbroker/config.yaml --ordinal 3
+echo "OK: the image runs tlsbroker --version and --check-config as $user"

@@ -1,0 +1,251 @@
+// Reload and shutdown: a broken config never replaces the running one, a good one changes new
+// sockets only, and SIGTERM under load drains cleanly (the real tlsbroker binary).
+
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <regex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "broker/config/load_options.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/services/broker_test_env.h"
+#include "tests/support/subprocess.h"
+
+namespace tlsbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using testutil::Frame;
+
+// A config file with mTLS callers and one framed backend; `client` names the certificate the
+// broker presents to the backend.
+std::string ConfigYaml(int backend_port, const std::string& client = "client",
+                       const std::string& extra_backend = "") {
+  std::string pki = testutil::PkiPath("ec", "");
+  return absl::StrCat(R"(listen:
+  grpc: 127.0.0.1:0
+  metrics: 127.0.0.1:0
+  drain_grace_period: 10s
+  tls: {cert: )", pki, "server.fullchain.pem, key: ", pki, "server.key, client_ca: ", pki,
+                      R"(root.crt}
+  admin_callers: ["spiffe://example.org/ns/payments/sa/app1"]
+backends:
+  - name: framed
+    address: 127.0.0.1:)", backend_port, R"(
+    server_name: localhost
+    tls: {ca: )", pki, "root.crt, cert: ", pki, client, ".fullchain.pem, key: ", pki, client,
+                      R"(.key}
+    pool: {max_sockets: 4}
+    framing: {length_field: {offset: 0, size: 4, big_endian: true, adjustment: -4}}
+    allowed_callers: ["spiffe://example.org/ns/payments/sa/app1"]
+)", extra_backend);
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto options = testutil::TlsTestServer::PkiOptions("ec");
+    options.mode = testutil::TlsTestServerMode::kFramedEcho;
+    options.response_prefix = "re:";
+    backend_ = *testutil::TlsTestServer::Create(options);
+    dir_ = testutil::MakeTempDir("tlsb-lifecycle");
+    config_path_ = dir_ + "/config.yaml";
+  }
+
+  void StartInProcess() {
+    WriteFile(config_path_, ConfigYaml(backend_->port()));
+    auto options = LoadOptionsFromFile(config_path_, 0);
+    ASSERT_TRUE(options.ok()) << options.status();
+    BrokerServer::StartOptions start;
+    start.io_threads = 2;
+    start.config_path = config_path_;
+    start.ordinal = 0;
+    auto server = BrokerServer::Start(*options, start);
+    ASSERT_TRUE(server.ok()) << server.status();
+    broker_ = *std::move(server);
+    target_ = absl::StrCat("localhost:", broker_->grpc_port());
+    stub_ = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+    admin_ = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  }
+
+  grpc::Status Call(const std::string& payload, v1::CallResponse* response,
+                    const std::string& client_id = "") {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::CallRequest request;
+    request.set_backend("framed");
+    request.set_request(Frame(payload));
+    request.set_client_id(client_id);
+    return stub_->Call(&context, request, response);
+  }
+
+  grpc::Status Reload(v1::ReloadResponse* response) {
+    grpc::ClientContext context;
+    return admin_->Reload(&context, v1::ReloadRequest(), response);
+  }
+
+  std::unique_ptr<testutil::TlsTestServer> backend_;
+  std::string dir_;
+  std::string config_path_;
+  std::unique_ptr<BrokerServer> broker_;
+  std::string target_;
+  std::unique_ptr<v1::Broker::Stub> stub_;
+  std::unique_ptr<v1::BrokerAdmin::Stub> admin_;
+};
+
+// A reload of a broken config is refused with every error, and the running config stays.
+TEST_F(LifecycleTest, ReloadWithBrokenConfigKeepsRunningConfigAndReturnsErrors) {
+  StartInProcess();
+  v1::CallResponse before;
+  ASSERT_TRUE(Call("before", &before).ok());
+  std::string broken = absl::StrReplaceAll(ConfigYaml(backend_->port()),
+                                           {{"max_sockets: 4", "max_sockets: 4, min_idle: 9"},
+                                            {"server_name: localhost", "server_nam: localhost"}});
+  WriteFile(config_path_, broken);
+  v1::ReloadResponse response;
+  grpc::Status status = Reload(&response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Every error, with its line, in the status message.
+  EXPECT_THAT(status.error_message(), HasSubstr("config.yaml:10:5: backends[0].server_nam"));
+  EXPECT_THAT(status.error_message(), HasSubstr("backends[0].pool.min_idle"));
+  v1::CallResponse after;
+  ASSERT_TRUE(Call("after", &after).ok());
+  EXPECT_EQ(after.response(), Frame("re:after"));
+  EXPECT_EQ(after.lease().socket_id(), before.lease().socket_id());
+}
+
+// A good reload changes new sockets only: a lease running across the reload keeps its socket
+// (made with the old client certificate), new sockets present the new one.
+TEST_F(LifecycleTest, ReloadWithGoodConfigChangesNewSocketsOnly) {
+  StartInProcess();
+  grpc::ClientContext lease_context;
+  auto lease = stub_->Lease(&lease_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  open.mutable_open()->set_client_id("TLSB0001");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  ASSERT_TRUE(info.has_info());
+
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client2"));
+  v1::ReloadResponse response;
+  grpc::Status status = Reload(&response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(response.applied());
+
+  // The running lease is undisturbed.
+  v1::LeaseRequest data;
+  data.set_data(Frame("still here"));
+  ASSERT_TRUE(lease->Write(data));
+  std::string got;
+  v1::LeaseResponse chunk;
+  while (got.size() < Frame("re:still here").size() && lease->Read(&chunk)) got += chunk.data();
+  EXPECT_EQ(got, Frame("re:still here"));
+  lease->WritesDone();
+  while (lease->Read(&chunk)) {
+  }
+  EXPECT_TRUE(lease->Finish().ok());
+
+  // A new socket presents the new certificate.
+  v1::CallResponse fresh;
+  ASSERT_TRUE(Call("new", &fresh, "TLSB0002").ok());
+  EXPECT_FALSE(fresh.lease().reused());
+  std::vector<std::string> subjects = backend_->peer_subjects();
+  ASSERT_EQ(subjects.size(), 2u);
+  EXPECT_THAT(subjects[0], HasSubstr("CN=app1"));
+  EXPECT_THAT(subjects[1], HasSubstr("CN=app2"));
+}
+
+// A reload may add a backend; one whose files are unreadable is refused as a whole.
+TEST_F(LifecycleTest, ReloadAddsBackendsAllOrNothing) {
+  StartInProcess();
+  std::string second = absl::StrCat(R"(  - name: second
+    address: 127.0.0.1:)", backend_->port(), R"(
+    server_name: localhost
+    tls: {ca: )", testutil::PkiPath("ec", "root.crt"), R"(}
+    framing: {delimiter: "\n"}
+    client_id: {prefix: SEC}
+    allowed_callers: ["*"]
+)");
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client", second));
+  v1::ReloadResponse response;
+  ASSERT_TRUE(Reload(&response).ok());
+  v1::ListBackendsResponse backends;
+  grpc::ClientContext context;
+  ASSERT_TRUE(admin_->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());
+  EXPECT_EQ(backends.backends_size(), 2);
+}
+
+// SIGTERM under load: every Call either completes with the right answer or fails UNAVAILABLE
+// (none returns a partial answer as success), and the process exits 0 within the grace period.
+TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
+  WriteFile(config_path_, ConfigYaml(backend_->port()));
+  backend_->set_response_delay(absl::Milliseconds(2));
+  auto broker = testutil::Subprocess::Start(
+      {TLSB_BROKER_BINARY, "--config", config_path_, "--log-level", "debug", "--io-threads", "2"},
+      dir_ + "/broker.log");
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  ASSERT_TRUE((*broker)->WaitForLog("tlsbroker serving", absl::Seconds(20)).ok())
+      << (*broker)->ReadLog();
+  std::smatch match;
+  std::string log = (*broker)->ReadLog();
+  ASSERT_TRUE(std::regex_search(log, match, std::regex("grpc=127\\.0\\.0\\.1:([0-9]+)")));
+  target_ = absl::StrCat("localhost:", match[1].str());
+  stub_ = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> draining{false};
+  std::atomic<int> ok{0}, unavailable{0}, wrong{0}, other{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 6; ++t) {
+    callers.emplace_back([&, t] {
+      // Like a client behind a load balancer: once this replica says UNAVAILABLE, go elsewhere
+      // (here: stop). Calls already under way must still end correctly.
+      for (int i = 0; !stop && !draining; ++i) {
+        std::string payload = absl::StrCat("caller", t, "-", i);
+        v1::CallResponse response;
+        grpc::Status status = Call(payload, &response);
+        if (status.ok()) {
+          (response.response() == Frame("re:" + payload) ? ok : wrong)++;
+        } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+          ++unavailable;
+          draining = true;
+        } else {
+          ++other;
+          ADD_FAILURE() << status.error_code() << ": " << status.error_message();
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(testutil::PollUntil([&] { return ok.load() > 100; }, absl::Seconds(20)));
+  absl::Time signalled = absl::Now();
+  ASSERT_TRUE((*broker)->Signal(SIGTERM).ok());
+  auto exit_code = (*broker)->Wait(absl::Seconds(15));
+  absl::Duration took = absl::Now() - signalled;
+  // Keep calling for a moment after exit: those calls must fail UNAVAILABLE, not hang.
+  absl::SleepFor(absl::Milliseconds(200));
+  stop = true;
+  for (auto& th : callers) th.join();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0) << (*broker)->ReadLog();
+  EXPECT_LT(took, absl::Seconds(10));
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(unavailable.load(), 0);
+  EXPECT_THAT((*broker)->ReadLog(), HasSubstr("tlsbroker stopped"));
+}
+
+}  // namespace
+}  // namespace tlsbroker
