@@ -401,15 +401,19 @@ TEST_F(SocketPoolTest, MaxWaitersRejectsTheExcess) {
   std::vector<std::promise<absl::Status>> results(3);
   for (int i = 0; i < 3; ++i) {
     SocketPool::AcquireRequest request;
-    request.deadline = absl::Now() + absl::Seconds(1);
+    request.deadline = absl::Now() + absl::Seconds(3);
     pool_->Acquire(std::move(request), [&, i](absl::StatusOr<Lease> lease) {
       results[i].set_value(lease.status());
     });
   }
+  auto first = results[0].get_future();
   auto third = results[2].get_future();
-  ASSERT_EQ(third.wait_for(std::chrono::milliseconds(100)), std::future_status::ready);
+  // "At once" = long before the queued waiters' deadline (generous for sanitizer builds).
+  ASSERT_EQ(third.wait_for(std::chrono::milliseconds(2500)), std::future_status::ready);
   EXPECT_EQ(third.get().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(results[0].get_future().get().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(first.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the refusal came only when the queued waiters timed out";
+  EXPECT_EQ(first.get().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(results[1].get_future().get().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
