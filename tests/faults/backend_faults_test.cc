@@ -339,7 +339,7 @@ TEST_F(BackendFaultsTest, ExhaustedPoolRefusesNewLeasesWhileExistingOnesKeepWork
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
         << status.error_message();
     EXPECT_EQ(Reason(context), "resource_exhausted");
-    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // Half the 10 s deadline.
   }
   {
     grpc::ClientContext context;
