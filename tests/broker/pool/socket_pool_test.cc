@@ -567,7 +567,7 @@ TEST_F(SocketPoolTest, BackendDownFailsWaitersFastAndPoolRefillsWhenBack) {
   ASSERT_FALSE(lease.ok());
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(lease.status()), "connect_refused") << lease.status();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10))  // Far below the 30 s deadline.;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));  // Far below the 30 s deadline.
   ASSERT_TRUE(server_->Start().ok());
   EXPECT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 2; }, absl::Seconds(5)));
   auto again = AcquireSync(*pool_);
