@@ -146,9 +146,16 @@ class Soak:
     # ---- setup -------------------------------------------------------------------------------
 
     def prepare_files(self):
-        if os.path.exists(self.work):
+        # Only a directory this script made (it holds the marker) or an empty one is emptied:
+        # a mistyped SOAK_DIR must not wipe anything else.
+        marker = os.path.join(self.work, ".tlsb-soak")
+        if os.path.isdir(self.work) and os.listdir(self.work):
+            if not os.path.exists(marker):
+                raise SetupError(f"{self.work} is not empty and was not made by the soak; "
+                                 "choose another working directory")
             shutil.rmtree(self.work)
-        os.makedirs(self.work)
+        os.makedirs(self.work, exist_ok=True)
+        open(marker, "w").close()
         # A private copy of the PKI: the soak re-issues CRLs with its CA database and must not
         # touch the shared test PKI.
         self.pki = os.path.join(self.work, "pki")
@@ -562,6 +569,15 @@ def main():
         p.error("--seconds must be at least 20 (warm-up plus enough samples to fit a trend)")
     if not args.warmup:
         args.warmup = max(10, args.seconds // 5)
+    for flag in ("broker_bin", "backend_bin", "load_bin", "ctl_bin"):
+        path = getattr(args, flag)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            p.error(f"--{flag.replace('_', '-')}: {path} is not an executable file")
+    for name in ("server.fullchain.pem", "client.fullchain.pem", "client2.fullchain.pem",
+                 "int.crl.pem", "int-db/ca.cnf"):
+        if not os.path.isfile(os.path.join(args.pki, name)):
+            p.error(f"--pki: {args.pki} has no {name} (make one with "
+                    "tests/support/make_test_pki.sh DIR and pass DIR/ec)")
 
     soak = Soak(args)
     try:
