@@ -16,17 +16,20 @@
 #                  BUILD_DIR/test-pki, made if missing)
 #   SOAK_ARGS      more options for tools/soak/soak.py (see its --help: fault intervals and
 #                  the allowed rise of each series)
+#   SOAK_NO_BLEED_EXCHANGES  if set, afterwards run the randomized no-bleed test
+#                  (NoBleedTest in tests/faults) with this many exchanges (ctest runs 100,000)
 #   BUILD_DIR      build directory (default: build)
 #   SKIP_BUILD=1   do not install packages or build (the binaries must exist)
 #   TLSBROKER_BIN, TLSB_BACKEND_BIN, TLSB_LOAD_BIN, TLSBROKERCTL_BIN  binaries (default: under
 #                  BUILD_DIR)
 #
-# Exit code 0 when the soak ran clean, 1 when a check failed, 2 when it could not start.
+# Exit code 0 when the soak (and the no-bleed test, if asked for) ran clean, 1 when a check
+# failed, 2 when it could not start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "soak: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
@@ -51,7 +54,19 @@ pki=${SOAK_PKI:-$BUILD_DIR/test-pki}
 bash tests/support/make_test_pki.sh "$pki"
 
 # shellcheck disable=SC2086  # SOAK_ARGS is a list of options
-exec python3 tools/soak/soak.py \
+python3 tools/soak/soak.py \
   --broker-bin "$broker_bin" --backend-bin "$backend_bin" --load-bin "$load_bin" \
   --ctl-bin "$ctl_bin" --pki "$pki/ec" --work "${SOAK_DIR:-$BUILD_DIR/soak}" \
   --seconds "${SOAK_SECONDS:-180}" ${SOAK_ARGS:-}
+
+if [ -n "${SOAK_NO_BLEED_EXCHANGES:-}" ]; then
+  no_bleed=$BUILD_DIR/tests/faults/faults_no_bleed_test
+  if [ ! -x "$no_bleed" ]; then
+    echo "soak: $no_bleed is missing (build first, or unset SKIP_BUILD)" >&2
+    exit 2
+  fi
+  echo "== no-bleed test with $SOAK_NO_BLEED_EXCHANGES exchanges"
+  TLSB_SOAK_EXCHANGES=$SOAK_NO_BLEED_EXCHANGES TLSB_TEST_PKI_DIR=$pki \
+    TLSB_BINARY_DIR=$BUILD_DIR TLSB_SOURCE_DIR=$PWD \
+    "$no_bleed" --gtest_filter='NoBleedTest.*'
+fi

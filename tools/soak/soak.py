@@ -27,8 +27,10 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -142,6 +144,9 @@ class Soak:
         self.failures = []
         self.outages = []         # (killed, listening again) per backend restart, soak seconds
         self.start = time.monotonic()
+        self.quiet_state = "no answer from /metrics"
+        self.audit_lines = 0
+        self.load_results = {}
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ backends:
         err = open(os.path.join(self.work, "backend.err"), "a")
         cmd = [self.a.backend_bin, "--pki", self.pki, "--mode", "framed", "--response-prefix",
                "re:", "--port", str(self.backend_port)]
-        for attempt in range(50):
+        for attempt in range(100):  # up to ~10 s for a port another process briefly holds
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err)
             try:
                 wait_for(10, "the backend to listen", lambda: proc.poll() is not None or
@@ -237,8 +242,10 @@ backends:
         self.broker_log = os.path.join(self.work, "broker.log")
         self.broker = subprocess.Popen(
             [self.a.broker_bin, "--config", self.config], stdin=subprocess.DEVNULL,
-            stdout=open(self.broker_log, "w"), stderr=subprocess.STDOUT)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.procs.append(self.broker)
+        self.log_thread = threading.Thread(target=self.copy_broker_log, daemon=True)
+        self.log_thread.start()
 
         def serving():
             if self.broker.poll() is not None:
@@ -250,6 +257,17 @@ backends:
         self.target = re.search(r"grpc=(\S+)", line).group(1)
         self.metrics_port = int(re.search(r"\(port (\d+)\)", line).group(1))
         wait_for(20, "/readyz", lambda: http_get(self.metrics_port, "/readyz")[0] == 200)
+
+    def copy_broker_log(self):
+        """Copies the broker's log to broker.log without the audit lines ("lease ended", one per
+        lease: hundreds of MB in a long soak), which are only counted."""
+        with open(self.broker_log, "wb") as out:
+            for line in self.broker.stdout:
+                if b'msg="lease ended"' in line:
+                    self.audit_lines += 1
+                    continue
+                out.write(line)
+                out.flush()
 
     def caller_flags(self):
         p = self.pki
@@ -470,6 +488,7 @@ backends:
                 self.failures.append(f"tlsbroker exited {rc} on SIGTERM, expected 0")
         except subprocess.TimeoutExpired:
             self.failures.append("tlsbroker did not exit within 20 s of SIGTERM")
+        self.log_thread.join(timeout=10)
 
     def pool_quiet(self):
         _, text = http_get(self.metrics_port, "/metrics")
@@ -534,7 +553,7 @@ def check_failures_during_outages(rows, outages, settle, failures):
 
 def trend_limits(args):
     return [
-        soak_trend.Limit("rss_kib", "KiB", args.rss_rise_kib),
+        soak_trend.Limit("rss_kib", "KiB", args.rss_rise_kib, level="floor"),
         soak_trend.Limit("fds", "fds", args.fd_rise),
         soak_trend.Limit("fds_other", "fds", args.fd_other_rise),
         soak_trend.Limit("sockets", "sockets", args.socket_rise),
@@ -597,6 +616,8 @@ def main():
     c = soak.counts
     print(f"  faults        backend killed {c['kill']}x, CRL re-issued {c['crl']}x, credentials "
           f"re-written {c['creds']}x, SIGHUP {c['sighup']}x, admin Reload {c['admin_reload']}x")
+    print(f"  broker log    {soak.audit_lines} audit lines (lease ended) counted, not kept; the "
+          f"rest in {soak.broker_log}")
     for line in check_load(soak.load_results, failures):
         print(f"  {line}")
     check_failures_during_outages(rows, soak.outages, args.settle, failures)
@@ -604,11 +625,12 @@ def main():
         for name in ("rss_kib", "fds", "fds_other", "sockets"):
             vals = series[name]
             after = [v for t, v in zip(times, vals) if t >= times[0] + args.warmup]
-            slope = soak_trend.least_squares_slope(
-                [t for t in times if t >= times[0] + args.warmup], after) if after else 0
+            after_t = [t for t in times if t >= times[0] + args.warmup]
+            slope = soak_trend.theil_sen_slope(after_t, after) if after else 0
             print(f"  {name:10}  min {min(vals)}, max {max(vals)}, after warm-up "
                   f"{min(after) if after else '-'}..{max(after) if after else '-'}, "
-                  f"slope {slope:+.3f}/s")
+                  f"median {statistics.median(after) if after else '-'}, "
+                  f"trend {slope:+.3f}/s")
         failures += soak_trend.check_all(trend_limits(args), times, series, args.warmup)
     else:
         failures.append("no samples were taken")
