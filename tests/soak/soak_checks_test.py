@@ -7,7 +7,8 @@ Run by ctest (soak_checks_test) with tools/soak on PYTHONPATH.
 import random
 import unittest
 
-import soak
+import soak_checks
+import soak_metrics
 from soak_trend import Limit, check_all, check_growth, theil_sen_slope
 
 # As soak.py checks them: fds and sockets by their peaks, RSS by its floor.
@@ -165,20 +166,20 @@ class FailuresOnlyDuringOutages(unittest.TestCase):
         rows = [row(9), row(10, 5, 7), row(11, 40, 50), row(12, 41, 52), row(13, 41, 52),
                 row(20, 41, 52), row(21, 90, 99), row(22, 90, 99)]
         failures = []
-        soak.check_failures_during_outages(rows, self.OUTAGES, 3, failures)
+        soak_checks.check_failures_during_outages(rows, self.OUTAGES, 3, failures)
         self.assertEqual(failures, [])
 
     def test_failures_with_the_backend_up_are_reported(self):
         rows = [row(9), row(10, 5), row(11, 40), row(15, 40), row(16, 41), row(17, 41)]
         failures = []
-        soak.check_failures_during_outages(rows, self.OUTAGES, 3, failures)
+        soak_checks.check_failures_during_outages(rows, self.OUTAGES, 3, failures)
         self.assertEqual(len(failures), 1)
         self.assertIn("calls_failed rose by 1 between 15.0 s and 16.0 s", failures[0])
 
     def test_refused_leases_with_no_outage_at_all_are_reported(self):
         rows = [row(1), row(2, 0, 3)]
         failures = []
-        soak.check_failures_during_outages(rows, [], 3, failures)
+        soak_checks.check_failures_during_outages(rows, [], 3, failures)
         self.assertEqual(len(failures), 1)
         self.assertIn("leases_refused", failures[0])
 
@@ -192,24 +193,24 @@ class LoadReportCheck(unittest.TestCase):
 
     def test_restart_codes_pass(self):
         failures = []
-        soak.check_load({"call": self.report()}, failures)
+        soak_checks.check_load({"call": self.report()}, failures)
         self.assertEqual(failures, [])
 
     def test_a_wrong_answer_fails(self):
         failures = []
-        soak.check_load({"call": self.report(corrupt=1)}, failures)
+        soak_checks.check_load({"call": self.report(corrupt=1)}, failures)
         self.assertEqual(len(failures), 1)
         self.assertIn("wrong answers", failures[0])
 
     def test_an_unexplained_code_fails(self):
         failures = []
-        soak.check_load({"lease": self.report(errors_by_code={"INTERNAL": 2})}, failures)
+        soak_checks.check_load({"lease": self.report(errors_by_code={"INTERNAL": 2})}, failures)
         self.assertEqual(len(failures), 1)
         self.assertIn("INTERNAL", failures[0])
 
     def test_no_progress_fails(self):
         failures = []
-        soak.check_load({"call": self.report(ok=0)}, failures)
+        soak_checks.check_load({"call": self.report(ok=0)}, failures)
         self.assertIn("no operation succeeded", failures[0])
 
 
@@ -225,11 +226,11 @@ tlsbroker_calls_total{backend="soak",code="ABORTED"} 2
 """
 
     def test_sums_by_label_for_the_soak_backend_only(self):
-        m = soak.parse_metrics(self.TEXT)
-        self.assertEqual(soak.metric_sum(m, "tlsbroker_pool_sockets"), 8)
-        self.assertEqual(soak.metric_sum(m, "tlsbroker_pool_sockets", state="idle"), 3)
-        self.assertEqual(soak.metric_sum(m, "tlsbroker_calls_total", code="!OK"), 9)
-        self.assertEqual(soak.metric_sum(m, "tlsbroker_leases_total"), 0)
+        m = soak_metrics.parse(self.TEXT)
+        self.assertEqual(soak_metrics.total(m, "soak", "tlsbroker_pool_sockets"), 8)
+        self.assertEqual(soak_metrics.total(m, "soak", "tlsbroker_pool_sockets", state="idle"), 3)
+        self.assertEqual(soak_metrics.total(m, "soak", "tlsbroker_calls_total", code="!OK"), 9)
+        self.assertEqual(soak_metrics.total(m, "soak", "tlsbroker_leases_total"), 0)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ For SECONDS it runs, all on 127.0.0.1 with ports chosen at run time:
 
 Every second it samples the broker's RSS and open fds (/proc/PID/status, /proc/PID/fd) and
 scrapes /metrics (pool sockets by state, waiters, failed calls and leases, failed handshakes),
-printing one table row per sample. At the end it checks (soak_trend.py) that RSS, fds, fds not
-held by pool sockets and pool sockets show no growth after the warm-up, that the load saw no
-wrong answer and failed only with the codes a backend restart explains, that every reload was
-applied, that no lease or waiter is left once the load stops, and that SIGTERM drains cleanly.
+printing one table row per sample. At the end it checks (soak_trend.py, soak_checks.py) that
+RSS, fds, fds not held by pool sockets and pool sockets show no growth after the warm-up, that
+the load saw no wrong answer and failed only with the codes a backend restart explains, that
+every reload was applied, that no lease or waiter is left once the load stops, and that SIGTERM
+drains cleanly.
 Exit code 0 when all of that holds, 1 with a message per broken check, 2 on a setup error.
 """
 
@@ -35,14 +36,12 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import soak_trend  # noqa: E402  (next to this file)
+import soak_checks  # noqa: E402  (next to this file)
+import soak_metrics  # noqa: E402
+import soak_trend  # noqa: E402
 
 BACKEND = "soak"
 MAX_SOCKETS = 8
-# A killed backend fails the calls that were on its sockets (ABORTED, reason outcome_unknown,
-# when the request may have reached it) and the leases that could not get a socket while it was
-# down (UNAVAILABLE, reason connect_refused). Any other code is a bug.
-ALLOWED_ERROR_CODES = {"UNAVAILABLE", "ABORTED"}
 
 
 class SetupError(Exception):
@@ -68,47 +67,6 @@ def wait_for(seconds, what, predicate, interval=0.1):
 def http_get(port, path, timeout=5):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.status, r.read().decode("utf-8", "replace")
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text):
-    """Prometheus text format -> list of (name, {label: value}, float)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m.group(2) or ""))
-        try:
-            out.append((m.group(1), labels, float(m.group(3))))
-        except ValueError:
-            continue
-    return out
-
-
-def metric_sum(samples, name, **match):
-    """Sum of `name` over the samples whose labels match; a label value '!X' means != X."""
-    total = 0.0
-    for n, labels, value in samples:
-        if n != name or labels.get("backend", BACKEND) != BACKEND:
-            continue
-        ok = True
-        for k, want in match.items():
-            got = labels.get(k)
-            if want.startswith("!"):
-                ok = got != want[1:]
-            else:
-                ok = got == want
-            if not ok:
-                break
-        if ok:
-            total += value
-    return total
 
 
 def proc_rss_kib(pid):
@@ -360,8 +318,8 @@ backends:
         pid = self.broker.pid
         row = {"time": t, "t": round(t), "rss_kib": proc_rss_kib(pid), "fds": proc_fds(pid)}
         _, text = http_get(self.metrics_port, "/metrics")
-        m = parse_metrics(text)
-        states = {s: metric_sum(m, "tlsbroker_pool_sockets", state=s)
+        m = soak_metrics.parse(text)
+        states = {s: soak_metrics.total(m, BACKEND, "tlsbroker_pool_sockets", state=s)
                   for s in ("connecting", "idle", "leased", "retiring")}
         row["sockets"] = int(sum(states.values()))
         row["idle"] = int(states["idle"])
@@ -370,10 +328,12 @@ backends:
         # The fds the pool does not explain: listeners, gRPC connections, files. Flat unless
         # something leaks a descriptor.
         row["fds_other"] = row["fds"] - row["sockets"]
-        row["waiters"] = int(metric_sum(m, "tlsbroker_pool_waiters"))
-        row["calls_failed"] = int(metric_sum(m, "tlsbroker_calls_total", code="!OK"))
-        row["leases_refused"] = int(metric_sum(m, "tlsbroker_leases_total", result="!granted"))
-        row["hs_failed"] = int(metric_sum(m, "tlsbroker_tls_handshakes_total", result="!ok"))
+        def total(name, **match):
+            return int(soak_metrics.total(m, BACKEND, name, **match))
+        row["waiters"] = total("tlsbroker_pool_waiters")
+        row["calls_failed"] = total("tlsbroker_calls_total", code="!OK")
+        row["leases_refused"] = total("tlsbroker_leases_total", result="!granted")
+        row["hs_failed"] = total("tlsbroker_tls_handshakes_total", result="!ok")
         row["events"] = "".join(self.events) or "-"
         self.events = []
         return row
@@ -492,9 +452,9 @@ backends:
 
     def pool_quiet(self):
         _, text = http_get(self.metrics_port, "/metrics")
-        m = parse_metrics(text)
-        leased = metric_sum(m, "tlsbroker_pool_sockets", state="leased")
-        waiters = metric_sum(m, "tlsbroker_pool_waiters")
+        m = soak_metrics.parse(text)
+        leased = soak_metrics.total(m, BACKEND, "tlsbroker_pool_sockets", state="leased")
+        waiters = soak_metrics.total(m, BACKEND, "tlsbroker_pool_waiters")
         self.quiet_state = f"leased {leased:g}, waiters {waiters:g}"
         return leased == 0 and waiters == 0
 
@@ -507,48 +467,6 @@ backends:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-def check_load(results, failures):
-    """No wrong answer; failures only with the codes a restart explains; real progress."""
-    lines = []
-    for mode in ("call", "lease"):
-        r = results.get(mode)
-        if r is None:
-            continue
-        codes = r.get("errors_by_code", {})
-        lines.append(f"load {mode:5}  {r['operations']} operations, {r['ok']} ok, "
-                     f"{r['exchanges']} exchanges verified, {r['corrupt']} corrupt, "
-                     f"{r['errors']} failed " + (str(codes) if codes else ""))
-        if r["corrupt"]:
-            failures.append(f"load ({mode}): {r['corrupt']} wrong answers (corrupt responses)")
-        bad = {c: n for c, n in codes.items() if c not in ALLOWED_ERROR_CODES}
-        if bad:
-            failures.append(f"load ({mode}): failures with codes a backend restart does not "
-                            f"explain: {bad}; first messages: {r.get('first_error_message', '')}")
-        if r["ok"] == 0:
-            failures.append(f"load ({mode}): no operation succeeded")
-    return lines
-
-
-def check_failures_during_outages(rows, outages, settle, failures):
-    """Calls and leases may fail only while the backend is away (and `settle` s after).
-
-    A failure counted in a sample taken outside every outage window means the broker failed
-    callers while its backend was up: a broken socket handed out, a reload that dropped the
-    pool, a stuck waiter timing out.
-    """
-    for name in ("calls_failed", "leases_refused"):
-        for prev, row in zip(rows, rows[1:]):
-            grew = row[name] - prev[name]
-            if grew <= 0:
-                continue
-            # The failures happened between the two samples; one outage window must overlap.
-            if not any(prev["time"] <= up + settle and row["time"] >= down
-                       for down, up in outages):
-                failures.append(f"{name} rose by {grew} between {prev['time']:.1f} s and "
-                                f"{row['time']:.1f} s with the backend up (outages: " +
-                                ", ".join(f"{d:.1f}-{u:.1f} s" for d, u in outages) + ")")
 
 
 def trend_limits(args):
@@ -618,9 +536,9 @@ def main():
           f"re-written {c['creds']}x, SIGHUP {c['sighup']}x, admin Reload {c['admin_reload']}x")
     print(f"  broker log    {soak.audit_lines} audit lines (lease ended) counted, not kept; the "
           f"rest in {soak.broker_log}")
-    for line in check_load(soak.load_results, failures):
+    for line in soak_checks.check_load(soak.load_results, failures):
         print(f"  {line}")
-    check_failures_during_outages(rows, soak.outages, args.settle, failures)
+    soak_checks.check_failures_during_outages(rows, soak.outages, args.settle, failures)
     if rows:
         for name in ("rss_kib", "fds", "fds_other", "sockets"):
             vals = series[name]
