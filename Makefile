@@ -1,9 +1,9 @@
 # The two commands of the README:
 #   make demo   - install what is missing, build, and run the product's main job
 #   make test   - install what is missing, build, and run the test suite with ctest
-# Also: make build, make test-asan, make test-tsan, make fuzz, make bench.
+# Also: make build, make test-asan, make test-tsan, make fuzz, make bench, make soak.
 
-.PHONY: demo test build test-asan test-tsan bench fuzz clean
+.PHONY: demo test build test-asan test-tsan bench fuzz soak clean
 
 demo:
 	bash scripts/demo.sh
@@ -34,6 +34,11 @@ bench:
 # libFuzzer (clang): each target for FUZZ_SECONDS (default 20) seconds.
 fuzz:
 	bash scripts/fuzz.sh
+
+# The real broker under load while its backend restarts and its CRL, credentials and config are
+# reloaded; fails if RSS, fds or sockets grow. SOAK_SECONDS (default 180) sets the length.
+soak:
+	bash scripts/soak.sh
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
