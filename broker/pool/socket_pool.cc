@@ -359,17 +359,19 @@ void SocketPool::ScheduleRetryLocked() {
 }
 
 void SocketPool::ReportStatesLocked() {
-  int connecting = 0, idle = 0, leased = 0;
+  int connecting = 0, idle = 0, leased = 0, retiring = 0;
   for (const Slot& s : slots_) {
     connecting += s.state == SlotState::kConnecting;
     idle += s.state == SlotState::kIdle;
     leased += s.state == SlotState::kLeased;
+    // Leased but retired (revoked, expiring, drained): closes when its lease ends.
+    retiring += s.state == SlotState::kLeased && s.socket && !s.socket->retire_reason.empty();
   }
   counters_.connecting = connecting;
   counters_.idle = idle;
   counters_.leased = leased;
   counters_.waiters = static_cast<int>(waiters_.size());
-  observer_->OnSocketStates(connecting, idle, leased, 0);
+  observer_->OnSocketStates(connecting, idle, leased - retiring, retiring);
   observer_->OnWaiters(static_cast<int>(waiters_.size()));
 }
 

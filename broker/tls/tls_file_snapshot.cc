@@ -1,5 +1,8 @@
 #include "broker/tls/tls_file_snapshot.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -8,25 +11,33 @@
 namespace tlsbroker {
 namespace {
 
-// "\0" cannot start a PEM or DER file (DER starts with a SEQUENCE tag), so it marks a file
-// that could not be read without colliding with real content.
-constexpr char kUnreadable[] = "\0unreadable";
+// A file that could not be read: differs from every digest (those are 32 bytes).
+constexpr char kUnreadable[] = "unreadable";
 
-std::string Contents(const std::string& path) {
+// SHA-256 of the file's contents. A digest rather than the contents: the key file's bytes are
+// not worth keeping a second copy of in memory.
+std::string Fingerprint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);  // Follows symlinks: sees the current target.
-  if (!in) return std::string(kUnreadable, sizeof(kUnreadable) - 1);
+  if (!in) return kUnreadable;
   std::ostringstream out;
   out << in.rdbuf();
-  return out.str();
+  std::string contents = out.str();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  const bool ok = EVP_Digest(contents.data(), contents.size(), digest, &size, EVP_sha256(),
+                             nullptr) == 1;
+  OPENSSL_cleanse(contents.data(), contents.size());
+  if (!ok) return kUnreadable;
+  return std::string(reinterpret_cast<const char*>(digest), size);
 }
 
 }  // namespace
 
 TlsFileSnapshot TlsFileSnapshot::Read(const TlsOptions& options) {
   TlsFileSnapshot snapshot;
-  for (const std::string& path : options.crl_files) snapshot.crls_[path] = Contents(path);
+  for (const std::string& path : options.crl_files) snapshot.crls_[path] = Fingerprint(path);
   for (const std::string* path : {&options.ca_file, &options.cert_file, &options.key_file}) {
-    if (!path->empty()) snapshot.credentials_[*path] = Contents(*path);
+    if (!path->empty()) snapshot.credentials_[*path] = Fingerprint(*path);
   }
   return snapshot;
 }

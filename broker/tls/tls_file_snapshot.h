@@ -1,8 +1,8 @@
 #ifndef BROKER_TLS_TLS_FILE_SNAPSHOT_H_
 #define BROKER_TLS_TLS_FILE_SNAPSHOT_H_
 
-// The contents of one backend's TLS files (CA bundle, client certificate and key, CRLs), to
-// tell when they change. Contents are compared rather than inotify events or mtimes: a
+// Fingerprints (SHA-256) of one backend's TLS files (CA bundle, client certificate and key,
+// CRLs), to tell when they change. Contents are compared rather than inotify events or mtimes: a
 // Kubernetes Secret or ConfigMap update swaps a `..data` symlink, which neither the watched
 // path's inode nor its events reflect, while reading through the path always sees the
 // current target.
@@ -32,8 +32,8 @@ class TlsFileSnapshot final {
   Changes ChangesTo(const TlsFileSnapshot& newer) const;
 
  private:
-  std::map<std::string, std::string> crls_;         // path -> content
-  std::map<std::string, std::string> credentials_;  // path -> content
+  std::map<std::string, std::string> crls_;         // path -> SHA-256 of the contents
+  std::map<std::string, std::string> credentials_;  // path -> SHA-256 of the contents
 };
 
 // Which watched file a context-building error is about: "crl", or for the credential files
