@@ -544,6 +544,25 @@ class Checker {
     out->crl_check_chain = in.crl_check() == pb::CrlCheck::CHAIN;
     CheckOcsp(in.ocsp(), Join(path, "ocsp"), &out->ocsp);
     out->session_resumption = !in.has_session_resumption() || in.session_resumption();
+    out->on_revoked = in.on_revoked() == pb::OnRevoked::ABORT_LEASE
+                          ? RevokedLeasePolicy::kAbortLease
+                          : RevokedLeasePolicy::kFinishLease;
+    out->stale_crl =
+        in.stale_crl() == pb::StaleCrl::FAIL ? StaleCrlPolicy::kFail : StaleCrlPolicy::kWarn;
+    out->on_rotation = in.on_rotation() == pb::OnRotation::DRAIN
+                           ? RotationPolicy::kDrain
+                           : RotationPolicy::kKeepUntilLifetime;
+    // "0s" is allowed here (and only here): it turns file watching off.
+    const std::string watch(absl::StripAsciiWhitespace(in.watch_interval()));
+    absl::Duration zero;
+    if (!watch.empty() && absl::ParseDuration(watch, &zero) && zero == absl::ZeroDuration()) {
+      out->watch_interval = absl::ZeroDuration();
+    } else {
+      out->watch_interval =
+          Duration(in.watch_interval(), Join(path, "watch_interval"), out->watch_interval);
+    }
+    out->expiry_margin = Duration(in.expiry_margin(), Join(path, "expiry_margin"),
+                                  out->expiry_margin);
   }
 
   void CheckOcsp(const pb::Ocsp& in, const std::string& path, OcspOptions* out) {

@@ -27,6 +27,19 @@ enum class PoolMode {
 enum class OcspMode { kOff, kStapleOnly, kStapleOrQuery, kQuery };
 enum class FailPolicy { kFail, kAllow };
 
+// What happens to a leased socket whose backend certificate turns out to be revoked.
+enum class RevokedLeasePolicy {
+  kFinishLease,  // The lease runs to its end; the socket then closes instead of going back.
+  kAbortLease,   // The lease is ended now; the caller sees UNAVAILABLE certificate_revoked.
+};
+// A CRL past its nextUpdate: refuse new handshakes (crl_stale) or only report it.
+enum class StaleCrlPolicy { kFail, kWarn };
+// What open sockets do when the client certificate, key or CA bundle files change.
+enum class RotationPolicy {
+  kKeepUntilLifetime,  // They live on until max_lifetime / idle_timeout as usual.
+  kDrain,              // Idle ones close now, leased ones at the end of their lease.
+};
+
 struct OcspOptions {
   OcspMode mode = OcspMode::kOff;
   std::string responder_url;  // Overrides the certificate's AIA URL when set.
@@ -61,6 +74,14 @@ struct TlsOptions {
   bool crl_check_chain = false;        // false = leaf only.
   OcspOptions ocsp;
   bool session_resumption = true;
+  RevokedLeasePolicy on_revoked = RevokedLeasePolicy::kFinishLease;
+  StaleCrlPolicy stale_crl = StaleCrlPolicy::kWarn;
+  RotationPolicy on_rotation = RotationPolicy::kKeepUntilLifetime;
+  // How often the CRL, certificate, key and CA files are checked for changes (content
+  // compared, so a Kubernetes `..data` symlink swap is seen). Zero = never (Reload only).
+  absl::Duration watch_interval = absl::Seconds(2);
+  // Sockets are retired this long before the backend certificate's notAfter.
+  absl::Duration expiry_margin = absl::Seconds(30);
 };
 
 struct PoolOptions {

@@ -20,6 +20,12 @@ inline constexpr absl::string_view kCertVerifyFailuresTotal =
     "tlsbroker_cert_verify_failures_total";
 inline constexpr absl::string_view kClientCertNotAfterTimestampSeconds =
     "tlsbroker_client_cert_not_after_timestamp_seconds";
+inline constexpr absl::string_view kCredentialReloadFailuresTotal =
+    "tlsbroker_credential_reload_failures_total";
+inline constexpr absl::string_view kCrlNextUpdateTimestampSeconds =
+    "tlsbroker_crl_next_update_timestamp_seconds";
+inline constexpr absl::string_view kCrlReloadFailuresTotal = "tlsbroker_crl_reload_failures_total";
+inline constexpr absl::string_view kCrlStale = "tlsbroker_crl_stale";
 inline constexpr absl::string_view kEnullSockets = "tlsbroker_enull_sockets";
 inline constexpr absl::string_view kLeaseDurationSeconds = "tlsbroker_lease_duration_seconds";
 inline constexpr absl::string_view kLeaseWaitSeconds = "tlsbroker_lease_wait_seconds";
@@ -41,6 +47,10 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kCallsTotal,
     kCertVerifyFailuresTotal,
     kClientCertNotAfterTimestampSeconds,
+    kCredentialReloadFailuresTotal,
+    kCrlNextUpdateTimestampSeconds,
+    kCrlReloadFailuresTotal,
+    kCrlStale,
     kEnullSockets,
     kLeaseDurationSeconds,
     kLeaseWaitSeconds,
@@ -59,6 +69,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
 inline constexpr absl::string_view kLabelBackend = "backend";
 inline constexpr absl::string_view kLabelCode = "code";
 inline constexpr absl::string_view kLabelDirection = "direction";
+inline constexpr absl::string_view kLabelFile = "file";
 inline constexpr absl::string_view kLabelReason = "reason";
 inline constexpr absl::string_view kLabelResult = "result";
 inline constexpr absl::string_view kLabelResumed = "resumed";
@@ -78,6 +89,8 @@ inline constexpr absl::string_view kHandshakeResults[] = {
     "san_mismatch",
     "issuer_mismatch",
     "certificate_revoked",
+    "crl_stale",
+    "crl_unavailable",
     "handshake_timeout",
     "connect_timeout",
     "connect_refused",
@@ -93,7 +106,7 @@ inline constexpr absl::string_view kHandshakeResults[] = {
 inline constexpr absl::string_view kCertVerifyFailureReasons[] = {
     "unknown_ca",          "expired",         "not_yet_valid",       "hostname_mismatch",
     "peer_name_mismatch",  "san_mismatch",    "issuer_mismatch",     "certificate_revoked",
-    "bad_certificate",     kOther,
+    "bad_certificate",     "crl_stale",       "crl_unavailable",     kOther,
 };
 
 // tls_handshakes_total{resumed}.
@@ -115,9 +128,11 @@ inline constexpr absl::string_view kLeaseEndResults[] = {"clean", "broken", "rec
 
 // sockets_closed_total{reason}.
 inline constexpr absl::string_view kCloseReasons[] = {
-    "idle",   "lifetime", "max_leases", "per_lease", "revoked", "expired",
-    "broken", "drain",    "dirty",      "shutdown",  kOther,
+    "idle",   "lifetime", "max_leases", "per_lease", "revoked",  "expired",
+    "broken", "drain",    "dirty",      "shutdown",  "rotation", kOther,
 };
+// credential_reload_failures_total{file}: which watched file was rejected.
+inline constexpr absl::string_view kCredentialFiles[] = {"cert", "key", "ca", kOther};
 
 // calls_total{code}: gRPC status code names.
 inline constexpr absl::string_view kGrpcCodes[] = {

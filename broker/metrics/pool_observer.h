@@ -36,7 +36,7 @@ class BackendObserver {
   // A lease ended; `result` is "clean", "broken" or "reclaimed".
   virtual void OnLeaseEnded(absl::string_view result, absl::Duration duration) = 0;
   // A socket was closed; `reason` is idle, lifetime, max_leases, per_lease, revoked, expired,
-  // broken, drain, dirty or shutdown.
+  // broken, drain, dirty, shutdown or rotation.
   virtual void OnSocketClosed(absl::string_view reason) = 0;
   // Application bytes moved; `direction` is "sent" (to the backend) or "received".
   virtual void OnBytes(absl::string_view direction, uint64_t bytes) = 0;
@@ -45,6 +45,13 @@ class BackendObserver {
   virtual void OnPeerCertNotAfter(absl::Time not_after) = 0;
   virtual void OnClientCertNotAfter(absl::Time not_after) = 0;
   virtual void OnEnullSockets(int sockets) = 0;
+  // The earliest nextUpdate of the backend's CRLs, and whether it has passed (stale).
+  virtual void OnCrlNextUpdate(absl::Time next_update, bool stale) = 0;
+  // A changed CRL file could not be loaded; the previous CRLs stay in force.
+  virtual void OnCrlReloadFailure() = 0;
+  // A changed certificate, key or CA file (`file`: cert, key, ca) was rejected; the previous
+  // credentials stay in use.
+  virtual void OnCredentialReloadFailure(absl::string_view file) = 0;
 };
 
 // Hands out one BackendObserver per backend. Thread-safe.
@@ -72,6 +79,9 @@ class NullBackendObserver final : public BackendObserver {
   void OnPeerCertNotAfter(absl::Time) override {}
   void OnClientCertNotAfter(absl::Time) override {}
   void OnEnullSockets(int) override {}
+  void OnCrlNextUpdate(absl::Time, bool) override {}
+  void OnCrlReloadFailure() override {}
+  void OnCredentialReloadFailure(absl::string_view) override {}
 };
 
 }  // namespace tlsbroker

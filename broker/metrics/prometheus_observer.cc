@@ -98,6 +98,11 @@ class PrometheusBackendObserver final : public BackendObserver {
     peer_not_after_ = &f.peer_cert_not_after_timestamp_seconds->Add(base);
     client_not_after_ = &f.client_cert_not_after_timestamp_seconds->Add(base);
     enull_sockets_ = &f.enull_sockets->Add(base);
+    crl_next_update_ = &f.crl_next_update_timestamp_seconds->Add(base);
+    crl_stale_ = &f.crl_stale->Add(base);
+    crl_reload_failures_ = &f.crl_reload_failures_total->Add(base);
+    Fill(*f.credential_reload_failures_total, with, m::kLabelFile, m::kCredentialFiles,
+         credential_reload_failures_);
   }
 
   // BackendObserver
@@ -146,6 +151,14 @@ class PrometheusBackendObserver final : public BackendObserver {
     client_not_after_->Set(static_cast<double>(absl::ToUnixSeconds(not_after)));
   }
   void OnEnullSockets(int sockets) override { enull_sockets_->Set(sockets); }
+  void OnCrlNextUpdate(absl::Time next_update, bool stale) override {
+    crl_next_update_->Set(static_cast<double>(absl::ToUnixSeconds(next_update)));
+    crl_stale_->Set(stale ? 1 : 0);
+  }
+  void OnCrlReloadFailure() override { crl_reload_failures_->Increment(); }
+  void OnCredentialReloadFailure(absl::string_view file) override {
+    credential_reload_failures_[m::LabelIndex(m::kCredentialFiles, file)]->Increment();
+  }
 
  private:
   template <typename With, size_t N>
@@ -172,6 +185,10 @@ class PrometheusBackendObserver final : public BackendObserver {
   Gauge* peer_not_after_;
   Gauge* client_not_after_;
   Gauge* enull_sockets_;
+  Gauge* crl_next_update_;
+  Gauge* crl_stale_;
+  Counter* crl_reload_failures_;
+  std::array<Counter*, std::size(m::kCredentialFiles)> credential_reload_failures_;
 };
 
 static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idle" &&
@@ -211,6 +228,17 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
         gauge(m::kClientCertNotAfterTimestampSeconds,
               "Expiry (Unix time) of the client certificate the broker presents; 0 until "
               "loaded.");
+    f.credential_reload_failures_total =
+        counter(m::kCredentialReloadFailuresTotal,
+                "Changed client certificate, key or CA bundle files that were rejected (the "
+                "previous credentials stay in use), by file.");
+    f.crl_next_update_timestamp_seconds =
+        gauge(m::kCrlNextUpdateTimestampSeconds,
+              "Earliest nextUpdate (Unix time) of the backend's CRLs; 0 without CRLs.");
+    f.crl_reload_failures_total =
+        counter(m::kCrlReloadFailuresTotal,
+                "Changed CRL files that could not be loaded (the previous CRLs stay in force).");
+    f.crl_stale = gauge(m::kCrlStale, "1 when a CRL of the backend is past its nextUpdate.");
     f.enull_sockets =
         gauge(m::kEnullSockets, "Open sockets using integrity-only (NULL encryption) ciphers.");
     f.lease_duration_seconds =

@@ -50,6 +50,10 @@ class PrometheusMetricsObserver final : public MetricsObserver {
     prometheus::Family<prometheus::Counter>* calls_total;
     prometheus::Family<prometheus::Counter>* cert_verify_failures_total;
     prometheus::Family<prometheus::Gauge>* client_cert_not_after_timestamp_seconds;
+    prometheus::Family<prometheus::Counter>* credential_reload_failures_total;
+    prometheus::Family<prometheus::Gauge>* crl_next_update_timestamp_seconds;
+    prometheus::Family<prometheus::Counter>* crl_reload_failures_total;
+    prometheus::Family<prometheus::Gauge>* crl_stale;
     prometheus::Family<prometheus::Gauge>* enull_sockets;
     prometheus::Family<prometheus::Histogram>* lease_duration_seconds;
     prometheus::Family<prometheus::Histogram>* lease_wait_seconds;

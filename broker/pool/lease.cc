@@ -121,6 +121,10 @@ void LeaseCore::Reclaim() {
 void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
   auto self = shared_from_this();
   asio::post(io(), [self, bytes = std::move(bytes), done = std::move(done)]() mutable {
+    if (!self->abort_status_.ok()) {
+      std::move(done)(self->abort_status_);
+      return;
+    }
     if (self->broken_ || self->released_) {
       std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
@@ -154,6 +158,7 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
         self->MaybeRekey();
       } else {
         self->BreakOnLoop(std::string(status.message()), /*io_error=*/true);
+        if (!self->abort_status_.ok()) status = self->abort_status_;
       }
       std::move(done)(std::move(status));
     });
@@ -163,6 +168,10 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
 void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
   auto self = shared_from_this();
   asio::post(io(), [self, max_bytes, done = std::move(done)]() mutable {
+    if (!self->abort_status_.ok()) {
+      std::move(done)(self->abort_status_);
+      return;
+    }
     if (self->broken_ || self->released_) {
       std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
@@ -181,6 +190,7 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
         if (!self->cancelling_read_) {
           self->BreakOnLoop(std::string(data.status().message()), /*io_error=*/true);
         }
+        if (!self->abort_status_.ok()) data = self->abort_status_;
         std::move(done)(std::move(data));
         return;
       }
@@ -204,6 +214,10 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
 void LeaseCore::ReadFrame(Lease::ReadCallback done) {
   auto self = shared_from_this();
   asio::post(io(), [self, done = std::move(done)]() mutable {
+    if (!self->abort_status_.ok()) {
+      std::move(done)(self->abort_status_);
+      return;
+    }
     if (self->broken_ || self->released_) {
       std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
@@ -242,8 +256,9 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       self->read_in_flight_ = false;
       // Abandoning a frame half read leaves the decoder mid-frame: released dirty anyway.
       if (!self->cancelling_read_) {
-          self->BreakOnLoop(std::string(data.status().message()), /*io_error=*/true);
-        }
+        self->BreakOnLoop(std::string(data.status().message()), /*io_error=*/true);
+      }
+      if (!self->abort_status_.ok()) data = self->abort_status_;
       std::move(done)(std::move(data).status());
       return;
     }
@@ -294,6 +309,24 @@ void LeaseCore::MarkBroken(std::string reason) {
   asio::post(io(), [self, reason = std::move(reason)]() mutable {
     self->BreakOnLoop(std::move(reason));
     // Cancels whatever is in flight; its callback gets kCancelled.
+    self->socket_->tls->Close();
+  });
+}
+
+void LeaseCore::Abort(absl::Status status) {
+  auto self = shared_from_this();
+  asio::post(io(), [self, status = std::move(status)]() mutable {
+    if (self->released_ || self->reclaimed_ || !self->abort_status_.ok()) return;
+    LogEvent(LogLevel::kWarning, "lease aborted: its socket was retired",
+             absl::StrCat(LogField("backend", self->info_.backend), " ",
+                          LogField("client_id", self->info_.client_id), " ",
+                          LogField("lease_id", self->info_.lease_id), " ",
+                          LogField("caller", self->caller_), " ",
+                          LogField("error", status.message())));
+    self->abort_status_ = std::move(status);
+    self->BreakOnLoop(std::string(self->abort_status_.message()), /*io_error=*/true);
+    // Cancels what is in flight (its callback gets abort_status_); nothing more reaches or
+    // leaves the backend on this socket, so no byte can be misdelivered.
     self->socket_->tls->Close();
   });
 }

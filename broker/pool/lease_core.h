@@ -32,6 +32,10 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   void ReadFrame(Lease::ReadCallback done);
   void MarkBroken(std::string reason);
   void Release();
+  // Ends the lease from the pool's side (its socket was retired with ABORT_LEASE): the socket
+  // is closed, and the operation in flight and every later one fail with `status`. No-op once
+  // released.
+  void Abort(absl::Status status);
 
  private:
   LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
@@ -58,6 +62,7 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   bool broken_by_io_error_ = false;
   std::string broken_reason_;
   bool reclaimed_ = false;
+  absl::Status abort_status_;  // Set by Abort.
   bool released_ = false;
   bool read_in_flight_ = false;
   bool cancelling_read_ = false;  // Release is abandoning a read that consumed nothing.

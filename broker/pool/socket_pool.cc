@@ -40,6 +40,7 @@ absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
   if (observer == nullptr) observer = std::make_shared<NullBackendObserver>();
   std::shared_ptr<SocketPool> pool(
       new SocketPool(options, loops, *std::move(context), std::move(observer)));
+  pool->ReportCrlState(*pool->tls_context());
   return pool;
 }
 
@@ -50,6 +51,10 @@ SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
       options_(std::make_shared<const BackendOptions>(options)),
       context_(std::move(context)),
       observer_(std::move(observer)),
+      // Read after the context loaded them: a change in between shows as a change at the
+      // first check (one needless rebuild), never as a missed one... except a change that
+      // is undone in between, which changes nothing.
+      files_(TlsFileSnapshot::Read(options.tls)),
       timer_loop_(loops->Next()),
       sweep_timer_(timer_loop_),
       retry_timer_(timer_loop_) {
@@ -60,6 +65,26 @@ SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
     observer_->OnClientCertNotAfter(*not_after);
   }
 }
+
+namespace {
+
+// When a socket to a backend presenting `chain` must stop serving: `margin` before the
+// earliest notAfter in the chain. A socket made inside the margin (the backend has not
+// rotated yet) gets half of what is left, so the pool does not reconnect in a tight loop
+// while the certificate is still valid.
+absl::Time RetireTime(const PeerChain& chain, absl::Duration margin, absl::Time created_at) {
+  std::optional<absl::Time> earliest;
+  for (const X509Ptr& cert : chain.certs()) {
+    std::optional<absl::Time> t = NotAfterOf(cert.get());
+    if (t && (!earliest || *t < *earliest)) earliest = t;
+  }
+  if (!earliest) return absl::InfiniteFuture();
+  absl::Time at = *earliest - margin;
+  if (at <= created_at) at = created_at + (*earliest - created_at) / 2;
+  return at;
+}
+
+}  // namespace
 
 SocketPool::~SocketPool() = default;
 
@@ -334,17 +359,19 @@ void SocketPool::ScheduleRetryLocked() {
 }
 
 void SocketPool::ReportStatesLocked() {
-  int connecting = 0, idle = 0, leased = 0;
+  int connecting = 0, idle = 0, leased = 0, retiring = 0;
   for (const Slot& s : slots_) {
     connecting += s.state == SlotState::kConnecting;
     idle += s.state == SlotState::kIdle;
     leased += s.state == SlotState::kLeased;
+    // Leased but retired (revoked, expiring, drained): closes when its lease ends.
+    retiring += s.state == SlotState::kLeased && s.socket && !s.socket->retire_reason.empty();
   }
   counters_.connecting = connecting;
   counters_.idle = idle;
   counters_.leased = leased;
   counters_.waiters = static_cast<int>(waiters_.size());
-  observer_->OnSocketStates(connecting, idle, leased, 0);
+  observer_->OnSocketStates(connecting, idle, leased - retiring, retiring);
   observer_->OnWaiters(static_cast<int>(waiters_.size()));
 }
 
@@ -413,11 +440,26 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
                           LogField("error", status.message())));
   }
   std::shared_ptr<PooledSocket> socket;
+  // The context changed while this socket was handshaking with the previous one: a new CRL
+  // must still apply to it, and a drain on rotation must not miss it.
+  std::string discard;
+  if (status.ok()) {
+    std::shared_ptr<const TlsClientContext> current = tls_context();
+    if (current != tls->context()) {
+      if (tls->peer_chain() != nullptr && current->IsRevoked(*tls->peer_chain())) {
+        discard = "revoked";
+      } else if (opts->tls.on_rotation == RotationPolicy::kDrain) {
+        discard = "rotation";
+      }
+    }
+  }
   Actions actions;
   {
     MutexLock lock(&mu_);
     Slot& s = slots_[slot - 1];
-    if (!status.ok()) {
+    if (status.ok() && !discard.empty()) {
+      s.state = SlotState::kEmpty;
+    } else if (!status.ok()) {
       s.state = SlotState::kEmpty;
       ++counters_.connect_failures;
       ++consecutive_failures_;
@@ -448,13 +490,24 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
       socket->tls = tls;
       socket->created_at = absl::Now();
       socket->last_released = socket->created_at;
+      socket->peer_chain = tls->peer_chain();
+      if (socket->peer_chain != nullptr) {
+        socket->retire_at =
+            RetireTime(*socket->peer_chain, opts->tls.expiry_margin, socket->created_at);
+      }
       s.socket = socket;
       s.state = SlotState::kIdle;
       idle_.push_back(slot);
     }
     DispatchLocked(&actions);
   }
-  if (status.ok() && socket == nullptr) tls->Close();  // Shut down while connecting.
+  if (!discard.empty()) {
+    LogEvent(LogLevel::kInfo, "new socket closed: the TLS context changed while it connected",
+             absl::StrCat(LogField("backend", opts->name), " ", LogField("reason", discard)));
+    observer_->OnSocketClosed(discard);
+  }
+  // Shut down, revoked or drained while connecting.
+  if (status.ok() && socket == nullptr) tls->Close();
   if (socket != nullptr) {
     if (info.peer_not_after) observer_->OnPeerCertNotAfter(*info.peer_not_after);
     std::weak_ptr<SocketPool> weak = weak_from_this();
@@ -479,10 +532,22 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
     waiter.timer.reset();
   }
   socket->tls->StopIdleWatch();
-  absl::Status health = socket->tls->CheckNothingUnread();
+  std::string retired;
+  {
+    MutexLock lock(&mu_);
+    // Retired (revoked, rotation) since it was granted, or expiring before the sweep saw it.
+    if (socket->retire_reason.empty() && absl::Now() >= socket->retire_at) {
+      socket->retire_reason = "expired";
+    }
+    retired = socket->retire_reason;
+  }
+  absl::Status health = retired.empty()
+                            ? socket->tls->CheckNothingUnread()
+                            : absl::UnavailableError(absl::StrCat("socket retired: ", retired));
   if (!health.ok()) {
-    std::string reason =
-        health.code() == absl::StatusCode::kFailedPrecondition ? "dirty" : "broken";
+    std::string reason = !retired.empty() ? retired
+                         : health.code() == absl::StatusCode::kFailedPrecondition ? "dirty"
+                                                                                   : "broken";
     LogEvent(LogLevel::kInfo, "idle socket found unusable at lease time",
              absl::StrCat(LogField("backend", opts->name), " ",
                           LogField("client_id", socket->client_id), " ",
@@ -524,9 +589,18 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
   auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller);
+  bool abort_now = false;
+  std::string abort_reason;
   {
     MutexLock lock(&mu_);
     socket->lease_id = core->info().lease_id;
+    socket->lease = core;
+    // Retired with ABORT_LEASE between the check above and now.
+    abort_now = !socket->retire_reason.empty() && !socket->abort_reason.empty();
+    abort_reason = socket->abort_reason;
+  }
+  if (abort_now) {
+    core->Abort(TlsFailure(abort_reason, "the socket was retired as its lease began"));
   }
   std::move(waiter.done)(Lease(std::move(core)));
 }
@@ -589,6 +663,12 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
       reason = "max_leases";
     }
     if (!keep && shut_down_ && verdict.ok()) reason = "drain";
+    if (socket->retire_reason.empty() && now >= socket->retire_at) socket->retire_reason = "expired";
+    if (!socket->retire_reason.empty()) {
+      keep = false;
+      reason = socket->retire_reason;
+    }
+    socket->lease.reset();
     if (keep) {
       s.state = SlotState::kIdle;
       socket->last_released = now;
@@ -644,6 +724,9 @@ void SocketPool::ForgetSocket(const std::shared_ptr<PooledSocket>& socket) {
 void SocketPool::ScheduleSweep() {
   const std::shared_ptr<const BackendOptions> opts = options();
   absl::Duration period = std::min(opts->pool.idle_timeout, opts->pool.max_lifetime) / 4;
+  if (opts->tls.watch_interval > absl::ZeroDuration()) {
+    period = std::min(period, std::max(opts->tls.watch_interval, absl::Milliseconds(100)));
+  }
   period = std::clamp(period, absl::Milliseconds(10), absl::Seconds(1));
   std::weak_ptr<SocketPool> weak = weak_from_this();
   asio::post(timer_loop_, [weak, period] {
@@ -672,7 +755,11 @@ void SocketPool::Sweep() {
     std::vector<int> retire;
     for (int slot : idle_) {
       const PooledSocket& socket = *slots_[slot - 1].socket;
-      if (now - socket.created_at >= opts->pool.max_lifetime) {
+      if (now >= socket.retire_at) {
+        actions.closes.emplace_back(slots_[slot - 1].socket, "expired");
+        retire.push_back(slot);
+        --idle_count;
+      } else if (now - socket.created_at >= opts->pool.max_lifetime) {
         actions.closes.emplace_back(slots_[slot - 1].socket, "lifetime");
         retire.push_back(slot);
         --idle_count;
@@ -688,9 +775,18 @@ void SocketPool::Sweep() {
       slots_[slot - 1].state = SlotState::kEmpty;
       slots_[slot - 1].socket.reset();
     }
+    // Leased sockets whose backend certificate is about to expire finish their lease first.
+    for (Slot& s : slots_) {
+      if (s.state == SlotState::kLeased && s.socket && now >= s.socket->retire_at &&
+          s.socket->retire_reason.empty()) {
+        s.socket->retire_reason = "expired";
+      }
+    }
     DispatchLocked(&actions);
   }
   Run(std::move(actions));
+  CheckTlsFilesIfDue();
+  ReportCrlState(*tls_context());
 }
 
 void SocketPool::Shutdown() {
@@ -752,14 +848,169 @@ void SocketPool::ApplyReconfigure(const BackendOptions& next,
   {
     MutexLock lock(&settings_mu_);
     options_ = std::make_shared<const BackendOptions>(next);
-    context_ = std::move(context);
   }
-  if (auto not_after = tls_context()->client_cert_not_after()) {
-    observer_->OnClientCertNotAfter(*not_after);
+  {
+    MutexLock lock(&watch_mu_);
+    files_ = TlsFileSnapshot::Read(next.tls);
   }
   LogEvent(LogLevel::kInfo, "backend reconfigured; new sockets use the new settings",
            LogField("backend", next.name));
+  // A reload re-reads the CRLs too: they apply to pooled sockets as a file change would.
+  // Credentials follow the reload rule (open sockets keep theirs).
+  InstallContext(std::move(context), /*credentials_changed=*/false);
   Dispatch();  // min_idle may have grown.
+}
+
+int SocketPool::RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches,
+                         absl::string_view close_reason, LeasedPolicy leased,
+                         absl::string_view abort_reason) {
+  std::vector<std::shared_ptr<PooledSocket>> open;
+  {
+    MutexLock lock(&mu_);
+    for (const Slot& s : slots_) {
+      if (s.socket && (s.state == SlotState::kIdle || s.state == SlotState::kLeased)) {
+        open.push_back(s.socket);
+      }
+    }
+  }
+  // The checks (a chain verification each, for CRLs) run outside the lock.
+  std::vector<std::shared_ptr<PooledSocket>> hits;
+  for (auto& socket : open) {
+    if (socket->peer_chain != nullptr && matches(*socket->peer_chain)) hits.push_back(socket);
+  }
+  if (hits.empty()) return 0;
+  const std::shared_ptr<const BackendOptions> opts = options();
+  Actions actions;
+  std::vector<std::shared_ptr<LeaseCore>> aborts;
+  int idle = 0, leased_count = 0;
+  {
+    MutexLock lock(&mu_);
+    for (auto& socket : hits) {
+      Slot& s = slots_[socket->slot - 1];
+      if (s.socket != socket) continue;  // Gone meanwhile.
+      if (s.state == SlotState::kIdle) {
+        RemoveIdleLocked(socket->slot);
+        s.state = SlotState::kEmpty;
+        s.socket.reset();
+        actions.closes.emplace_back(socket, std::string(close_reason));
+        ++idle;
+      } else if (s.state == SlotState::kLeased) {
+        if (socket->retire_reason.empty()) socket->retire_reason = std::string(close_reason);
+        ++leased_count;
+        if (leased == LeasedPolicy::kAbortLease) {
+          socket->abort_reason = std::string(abort_reason);
+          if (auto core = socket->lease.lock()) aborts.push_back(std::move(core));
+        }
+      }
+    }
+    DispatchLocked(&actions);  // Replacements for the closed ones (min_idle, waiters).
+  }
+  LogEvent(LogLevel::kWarning, "retiring sockets",
+           absl::StrCat(LogField("backend", opts->name), " ", LogField("reason", close_reason),
+                        " idle_closed=", idle, " leased=", leased_count, " ",
+                        LogField("leased_policy", leased == LeasedPolicy::kAbortLease
+                                                      ? "abort_lease"
+                                                      : "finish_lease")));
+  Run(std::move(actions));
+  for (auto& core : aborts) {
+    core->Abort(TlsFailure(abort_reason,
+                           absl::StrCat("the lease was ended: socket retired (", close_reason,
+                                        ")")));
+  }
+  return static_cast<int>(hits.size());
+}
+
+void SocketPool::CheckTlsFilesIfDue() {
+  const std::shared_ptr<const BackendOptions> opts = options();
+  const absl::Time now = absl::Now();
+  {
+    MutexLock lock(&watch_mu_);
+    if (opts->tls.watch_interval <= absl::ZeroDuration() || now < next_file_check_) return;
+    next_file_check_ = now + opts->tls.watch_interval;
+  }
+  CheckTlsFiles();
+}
+
+void SocketPool::CheckTlsFiles() {
+  const std::shared_ptr<const BackendOptions> opts = options();
+  TlsFileSnapshot::Changes changes;
+  TlsFileSnapshot current = TlsFileSnapshot::Read(opts->tls);
+  {
+    MutexLock lock(&watch_mu_);
+    changes = files_.ChangesTo(current);
+    if (!changes.any()) return;
+    // Remembered even if the new files are rejected below: a broken file is reported once,
+    // and tried again when it changes again.
+    files_ = current;
+  }
+  auto context = TlsClientContext::Create(
+      opts->tls, opts->server_name.empty() ? opts->host : opts->server_name);
+  if (!context.ok()) {
+    std::string kind = TlsFileKindOfError(context.status(), opts->tls);
+    if (kind == "crl") {
+      observer_->OnCrlReloadFailure();
+    } else {
+      observer_->OnCredentialReloadFailure(kind);
+    }
+    LogEvent(LogLevel::kError, "changed TLS files rejected; the previous ones stay in use",
+             absl::StrCat(LogField("backend", opts->name), " ", LogField("file", kind), " ",
+                          LogField("error", context.status().message())));
+    return;
+  }
+  LogEvent(LogLevel::kInfo, "TLS files changed; new sockets use them",
+           absl::StrCat(LogField("backend", opts->name), " crl=", changes.crl,
+                        " credentials=", changes.credentials));
+  InstallContext(*std::move(context), changes.credentials);
+}
+
+void SocketPool::InstallContext(std::shared_ptr<const TlsClientContext> context,
+                                bool credentials_changed) {
+  const std::shared_ptr<const BackendOptions> opts = options();
+  std::shared_ptr<const TlsClientContext> previous;
+  {
+    MutexLock lock(&settings_mu_);
+    previous = std::move(context_);
+    context_ = context;
+  }
+  // Sessions of the old context would resume without the new checks (and re-present the old
+  // client certificate); the new context starts with an empty cache, and the old one's is
+  // dropped so nothing can pick it up.
+  if (previous != nullptr) previous->FlushSessions();
+  if (auto not_after = context->client_cert_not_after()) {
+    observer_->OnClientCertNotAfter(*not_after);
+  }
+  ReportCrlState(*context);
+  if (!context->options().crl_files.empty()) {
+    RetireIf([&context](const PeerChain& chain) { return context->IsRevoked(chain); }, "revoked",
+             opts->tls.on_revoked == RevokedLeasePolicy::kAbortLease ? LeasedPolicy::kAbortLease
+                                                                     : LeasedPolicy::kFinishLease);
+  }
+  if (credentials_changed && opts->tls.on_rotation == RotationPolicy::kDrain) {
+    RetireIf([](const PeerChain&) { return true; }, "rotation", LeasedPolicy::kFinishLease);
+  }
+}
+
+void SocketPool::ReportCrlState(const TlsClientContext& context) {
+  std::optional<absl::Time> next_update = context.crl_next_update();
+  if (!next_update) return;
+  const bool stale = absl::Now() > *next_update;
+  observer_->OnCrlNextUpdate(*next_update, stale);
+  bool log_now = false;
+  {
+    MutexLock lock(&watch_mu_);
+    log_now = stale != crl_stale_reported_;
+    crl_stale_reported_ = stale;
+  }
+  if (log_now) {
+    const std::shared_ptr<const BackendOptions> opts = options();
+    LogEvent(stale ? LogLevel::kWarning : LogLevel::kInfo,
+             stale ? "CRL is past its nextUpdate" : "CRLs are current again",
+             absl::StrCat(LogField("backend", opts->name), " ",
+                          LogField("next_update", absl::FormatTime(*next_update)), " ",
+                          LogField("stale_crl", context.options().stale_crl == StaleCrlPolicy::kFail
+                                                    ? "FAIL (new handshakes refused)"
+                                                    : "WARN")));
+  }
 }
 
 PoolStats SocketPool::Stats() const {

@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/common/mutex.h"
@@ -18,10 +19,14 @@
 #include "broker/io/event_loops.h"
 #include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
+#include "broker/tls/peer_chain.h"
 #include "broker/tls/tls_client_context.h"
+#include "broker/tls/tls_file_snapshot.h"
 #include "broker/tls/tls_socket.h"
 
 namespace tlsbroker {
+
+class LeaseCore;
 
 // One pooled connection: its slot (and so its client ID) and its TLS socket.
 struct PooledSocket {
@@ -30,10 +35,27 @@ struct PooledSocket {
   uint64_t id = 0;
   std::shared_ptr<TlsSocket> tls;
   absl::Time created_at;
+  // What the backend presented at the handshake, for re-checks while pooled.
+  std::shared_ptr<const PeerChain> peer_chain;
+  // Retired (idle: closed; leased: at lease end) from this time on: expiry_margin before the
+  // earliest notAfter of the backend's chain.
+  absl::Time retire_at = absl::InfiniteFuture();
   // The fields below are guarded by the owning pool's mutex.
   absl::Time last_released;
   int leases_served = 0;
   std::string lease_id;  // Of the lease holding it now; empty when not leased.
+  std::weak_ptr<LeaseCore> lease;  // The lease holding it now.
+  // Non-empty: the socket must not serve another lease; closed with this reason (a
+  // sockets_closed_total label) when its lease ends.
+  std::string retire_reason;
+  // Non-empty: the lease is aborted (not finished) with this failure reason.
+  std::string abort_reason;
+};
+
+// What RetireIf does to a matching socket that is leased.
+enum class LeasedPolicy {
+  kFinishLease,  // The lease goes on; the socket closes when it ends.
+  kAbortLease,   // The lease ends now: its socket closes and the caller gets an error.
 };
 
 // Figures for one pool (admin API, tests).
@@ -123,6 +145,23 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
                         std::shared_ptr<const TlsClientContext> context)
       ABSL_LOCKS_EXCLUDED(settings_mu_);
 
+  // Retires every open socket whose backend chain satisfies `matches` (called outside the
+  // pool's lock, possibly from any thread): idle ones are closed at once with `close_reason`
+  // (the sockets_closed_total label: revoked, expired, rotation, ...), leased ones per
+  // `leased`; an aborted lease's pending and later operations fail with
+  // kUnavailable "<abort_reason>: ..." (see failure_reason.h). A socket still connecting is
+  // not seen; a caller whose check depends on the TLS context installs the context first
+  // (sockets that connect with an older one are re-checked, see OnConnected). Returns how
+  // many sockets matched. Used for CRL and OCSP revocation and credential rotation.
+  int RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches, absl::string_view close_reason,
+               LeasedPolicy leased, absl::string_view abort_reason = "certificate_revoked")
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Checks the backend's TLS files now (normally every tls.watch_interval): when their
+  // contents changed, builds a new context for new sockets and re-checks the pooled ones (see
+  // InstallContext). Tests call it to skip the wait.
+  void CheckTlsFiles() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
+
  private:
   friend class LeaseCore;
   enum class SlotState { kEmpty, kConnecting, kIdle, kLeased };
@@ -171,6 +210,15 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void OnWaiterDeadline(uint64_t ticket);
   void Sweep();
   void ScheduleSweep();
+  // CheckTlsFiles() when tls.watch_interval has passed since the last check (from the sweep).
+  void CheckTlsFilesIfDue() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
+  // Makes `context` the one new sockets use, then applies what changed to the open ones: a
+  // CRL revoking a pooled socket's chain retires it (tls.on_revoked), changed credentials
+  // with tls.on_rotation DRAIN retire them all.
+  void InstallContext(std::shared_ptr<const TlsClientContext> context, bool credentials_changed)
+      ABSL_LOCKS_EXCLUDED(mu_, settings_mu_);
+  // Reports the CRLs' nextUpdate and staleness (metric; a log line when they turn stale).
+  void ReportCrlState(const TlsClientContext& context) ABSL_LOCKS_EXCLUDED(watch_mu_);
   static void CloseOnLoop(std::shared_ptr<PooledSocket> socket);
 
   // Called by LeaseCore on the socket's loop when a lease ends. `verdict` OK = reusable;
@@ -188,6 +236,11 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   std::shared_ptr<const BackendOptions> options_ ABSL_GUARDED_BY(settings_mu_);
   std::shared_ptr<const TlsClientContext> context_ ABSL_GUARDED_BY(settings_mu_);
   const std::shared_ptr<BackendObserver> observer_;
+  // File watching (CheckTlsFiles). A leaf lock; not held while building a context.
+  mutable Mutex watch_mu_;
+  TlsFileSnapshot files_ ABSL_GUARDED_BY(watch_mu_);
+  absl::Time next_file_check_ ABSL_GUARDED_BY(watch_mu_) = absl::InfinitePast();
+  bool crl_stale_reported_ ABSL_GUARDED_BY(watch_mu_) = false;
   asio::io_context& timer_loop_;  // Runs the sweep and retry timers.
   asio::steady_timer sweep_timer_;
   asio::steady_timer retry_timer_;

@@ -29,8 +29,9 @@ absl::string_view ReasonForVerifyError(long verify_error) {
       return "hostname_mismatch";
     case X509_V_ERR_CERT_REVOKED:
       return "certificate_revoked";
-    case X509_V_ERR_UNABLE_TO_GET_CRL:
     case X509_V_ERR_CRL_HAS_EXPIRED:
+      return "crl_stale";
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
     case X509_V_ERR_CRL_NOT_YET_VALID:
     case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
     case X509_V_ERR_CRL_SIGNATURE_FAILURE:

@@ -186,6 +186,18 @@ absl::Status TlsClientContext::LoadTrust() {
     return SslError(absl::StrCat("loading CA bundle ", options_.ca_file));
   }
   X509_STORE* store = SSL_CTX_get_cert_store(ctx_.get());  // get0: owned by ctx_.
+  // A rotated bundle that came out empty must not leave the backend trusting nothing.
+  if (sk_X509_OBJECT_num(X509_STORE_get0_objects(store)) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CA bundle ", options_.ca_file, " holds no certificate"));
+  }
+  auto note_next_update = [this](const X509_CRL* crl) {
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+    struct tm tm_next;
+    if (next == nullptr || ASN1_TIME_to_tm(next, &tm_next) != 1) return;
+    absl::Time t = absl::FromTM(tm_next, absl::UTCTimeZone());
+    if (!crl_next_update_ || t < *crl_next_update_) crl_next_update_ = t;
+  };
   for (const std::string& path : options_.crl_files) {
     BioPtr bio(BIO_new_file(path.c_str(), "r"));
     if (!bio) return SslError(absl::StrCat("opening CRL ", path));
@@ -194,6 +206,7 @@ absl::Status TlsClientContext::LoadTrust() {
       X509CrlPtr crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
       if (!crl) break;
       if (X509_STORE_add_crl(store, crl.get()) != 1) return SslError("adding CRL");
+      note_next_update(crl.get());
       ++loaded;
     }
     ERR_clear_error();  // End of the PEM stream is reported as an error; it is not one.
@@ -203,6 +216,7 @@ absl::Status TlsClientContext::LoadTrust() {
       X509CrlPtr crl(der ? d2i_X509_CRL_bio(der.get(), nullptr) : nullptr);
       if (!crl) return SslError(absl::StrCat("CRL ", path, " is neither PEM nor DER"));
       if (X509_STORE_add_crl(store, crl.get()) != 1) return SslError("adding CRL");
+      note_next_update(crl.get());
     }
   }
   if (!options_.crl_files.empty()) {
@@ -222,7 +236,8 @@ absl::Status TlsClientContext::LoadClientCredentials() {
     return SslError(absl::StrCat("loading client key ", options_.key_file));
   }
   if (SSL_CTX_check_private_key(ctx_.get()) != 1) {
-    return SslError("client key does not match the client certificate");
+    return SslError(absl::StrCat("client key ", options_.key_file,
+                                 " does not match the client certificate ", options_.cert_file));
   }
   X509* cert = SSL_CTX_get0_certificate(ctx_.get());  // get0: borrowed.
   if (cert != nullptr) {
@@ -294,8 +309,45 @@ std::string TlsClientContext::AppVerifyFailure(SSL* ssl) {
   return reason == nullptr ? "" : *reason;
 }
 
+bool TlsClientContext::IsRevoked(const PeerChain& chain) const {
+  if (options_.crl_files.empty() || chain.empty()) return false;
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx_.get());  // get0: owned by ctx_.
+  // The rest of the chain as untrusted intermediates; the store supplies the anchors. The
+  // stack borrows the certificates (sk_X509_free does not free them).
+  std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
+      sk_X509_new_null(), [](STACK_OF(X509)* sk) { sk_X509_free(sk); });
+  if (!untrusted) return false;
+  for (size_t i = 1; i < chain.certs().size(); ++i) {
+    sk_X509_push(untrusted.get(), chain.certs()[i].get());
+  }
+  std::unique_ptr<X509_STORE_CTX, void (*)(X509_STORE_CTX*)> verify(X509_STORE_CTX_new(),
+                                                                    &X509_STORE_CTX_free);
+  if (!verify || X509_STORE_CTX_init(verify.get(), store, chain.leaf(), untrusted.get()) != 1) {
+    ERR_clear_error();
+    return false;
+  }
+  // Everything but a revocation is tolerated: this asks one question only. (The CRL flags
+  // come from the store, so LEAF/CHAIN is the same as at the handshake.)
+  X509_STORE_CTX_set_verify_cb(verify.get(), [](int ok, X509_STORE_CTX* ctx) -> int {
+    return ok || X509_STORE_CTX_get_error(ctx) != X509_V_ERR_CERT_REVOKED ? 1 : 0;
+  });
+  int result = X509_verify_cert(verify.get());
+  bool revoked = result <= 0 && X509_STORE_CTX_get_error(verify.get()) == X509_V_ERR_CERT_REVOKED;
+  ERR_clear_error();
+  return revoked;
+}
+
 int TlsClientContext::VerifyCallback(int preverify_ok, X509_STORE_CTX* store_ctx) {
-  if (!preverify_ok) return 0;
+  if (!preverify_ok) {
+    // A CRL past its nextUpdate is still the best list there is; with stale_crl WARN it is
+    // used as it is (the pool reports it through metrics and the log).
+    if (X509_STORE_CTX_get_error(store_ctx) != X509_V_ERR_CRL_HAS_EXPIRED) return 0;
+    auto* ssl = static_cast<SSL*>(
+        X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* self = static_cast<TlsClientContext*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextExIndex()));
+    return self != nullptr && self->options_.stale_crl == StaleCrlPolicy::kWarn ? 1 : 0;
+  }
   if (X509_STORE_CTX_get_error_depth(store_ctx) != 0) return 1;
   auto* ssl = static_cast<SSL*>(
       X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));

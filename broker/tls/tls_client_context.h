@@ -12,6 +12,7 @@
 #include "broker/common/mutex.h"
 #include "broker/config/options.h"
 #include "broker/tls/openssl_ptr.h"
+#include "broker/tls/peer_chain.h"
 #include "broker/tls/peer_name_filter.h"
 
 namespace tlsbroker {
@@ -39,6 +40,15 @@ class TlsClientContext final {
   // the new checks).
   void FlushSessions() const;
 
+  // True when `chain` (as a pooled socket's backend presented it) contains a certificate that
+  // this context's CRLs revoke (the leaf, or any certificate with crl_check CHAIN). Only
+  // revocation counts here: expiry and a stale CRL are handled elsewhere. Thread-safe.
+  bool IsRevoked(const PeerChain& chain) const;
+
+  // The earliest nextUpdate of the loaded CRLs; nullopt without CRLs.
+  std::optional<absl::Time> crl_next_update() const { return crl_next_update_; }
+
+  const TlsOptions& options() const { return options_; }
   bool session_resumption() const { return options_.session_resumption; }
   bool enull() const { return options_.encryption == CipherPolicy::kEnull; }
   const std::string& server_name() const { return server_name_; }
@@ -71,6 +81,7 @@ class TlsClientContext final {
   std::optional<PeerNameFilter> peer_filter_;
   std::optional<PeerNameFilter> issuer_filter_;
   std::optional<absl::Time> client_not_after_;
+  std::optional<absl::Time> crl_next_update_;
 
   mutable Mutex sessions_mu_;
   // Newest last. A handful per backend: sockets that connect together each take their own.

@@ -175,6 +175,12 @@ void TlsSocket::FillSessionInfo() {
   info_.authenticated_at = absl::Now();
   info_.handshake_duration = absl::Now() - handshake_started_;
   X509* peer = SSL_get0_peer_certificate(ssl_.get());  // get0: owned by the session.
+  // Kept for re-checks while pooled (CRL updates, expiry). The verified chain ends at the
+  // trust anchor; a resumed session has none, so fall back to what the peer sent (on the
+  // client side that list starts with the leaf).
+  STACK_OF(X509)* chain = SSL_get0_verified_chain(ssl_.get());
+  if (chain == nullptr) chain = SSL_get_peer_cert_chain(ssl_.get());
+  peer_chain_ = std::make_shared<const PeerChain>(chain);
   if (peer == nullptr) return;
   info_.peer_subject = NameToString(X509_get_subject_name(peer));
   info_.peer_issuer = NameToString(X509_get_issuer_name(peer));

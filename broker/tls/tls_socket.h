@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/tls/openssl_ptr.h"
+#include "broker/tls/peer_chain.h"
 #include "broker/tls/tls_client_context.h"
 
 namespace tlsbroker {
@@ -86,7 +87,13 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
 
   bool is_open() const { return socket_.is_open() && !closed_; }
   const TlsSessionInfo& session_info() const { return info_; }
+  // The chain the backend presented (leaf first); set once at the handshake, before the socket
+  // is handed out, and immutable afterwards. Null before a successful handshake.
+  const std::shared_ptr<const PeerChain>& peer_chain() const { return peer_chain_; }
   asio::io_context& io() { return io_; }
+  // The context this socket was made with (a reload or file change may have replaced the
+  // pool's since).
+  const std::shared_ptr<const TlsClientContext>& context() const { return context_; }
   // Readable from any thread (admin listings).
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
@@ -125,6 +132,7 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   std::atomic<uint64_t> bytes_sent_{0};
   std::atomic<uint64_t> bytes_received_{0};
   TlsSessionInfo info_;
+  std::shared_ptr<const PeerChain> peer_chain_;
 };
 
 }  // namespace tlsbroker

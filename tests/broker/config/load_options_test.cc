@@ -331,6 +331,38 @@ TEST_F(LoadOptionsTest, CrlsArePemOrDer) {
   ExpectError(report, "backends[0].tls.crl[1]", 6, "is not a CRL");
 }
 
+// The re-check keys: defaults, every value, "0s" turning file watching off, and mistakes
+// reported with their path.
+TEST_F(LoadOptionsTest, RevocationAndRotationKeysConvertAndValidate) {
+  ConfigReport report = Load(kBackendHead);
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  const TlsOptions& defaults = report.options.backends[0].tls;
+  EXPECT_EQ(defaults.on_revoked, RevokedLeasePolicy::kFinishLease);
+  EXPECT_EQ(defaults.stale_crl, StaleCrlPolicy::kWarn);
+  EXPECT_EQ(defaults.on_rotation, RotationPolicy::kKeepUntilLifetime);
+  EXPECT_EQ(defaults.watch_interval, absl::Seconds(2));
+  EXPECT_EQ(defaults.expiry_margin, absl::Seconds(30));
+
+  report = Load(
+      "backends:\n  - name: a\n    address: a:1\n    tls:\n      ca: pki/ec/ca-chain.pem\n"
+      "      on_revoked: ABORT_LEASE\n      stale_crl: FAIL\n      on_rotation: DRAIN\n"
+      "      watch_interval: 0s\n      expiry_margin: 2m\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  const TlsOptions& tls = report.options.backends[0].tls;
+  EXPECT_EQ(tls.on_revoked, RevokedLeasePolicy::kAbortLease);
+  EXPECT_EQ(tls.stale_crl, StaleCrlPolicy::kFail);
+  EXPECT_EQ(tls.on_rotation, RotationPolicy::kDrain);
+  EXPECT_EQ(tls.watch_interval, absl::ZeroDuration());
+  EXPECT_EQ(tls.expiry_margin, absl::Minutes(2));
+
+  report = Load(
+      "backends:\n  - name: a\n    address: a:1\n    tls:\n      ca: pki/ec/ca-chain.pem\n"
+      "      on_revoked: LATER\n      watch_interval: often\n      expiry_margin: -5s\n");
+  ExpectError(report, "backends[0].tls.on_revoked", 6, "FINISH_LEASE");
+  ExpectError(report, "backends[0].tls.watch_interval", 7, "expected a duration");
+  ExpectError(report, "backends[0].tls.expiry_margin", 8, "positive");
+}
+
 // Lower case, HWS and overlong prefixes break the IMS Connect client ID rules.
 TEST_F(LoadOptionsTest, ClientIdPrefixFollowsImsRules) {
   ConfigReport report = Load(absl::StrCat(kBackendHead, "    client_id: {prefix: tlsb}\n"));

@@ -101,7 +101,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 17u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 21u);
 }
 
 // Unknown label values map to "other"; known ones to their own position.
@@ -191,6 +191,28 @@ TEST_F(PrometheusObserverTest, GaugeCallbacksSetLatestValue) {
   EXPECT_EQ(Value(m::kEnullSockets), 2.0);
   EXPECT_EQ(Value(m::kPeerCertNotAfterTimestampSeconds), 1893456000.0);
   EXPECT_EQ(Value(m::kClientCertNotAfterTimestampSeconds), 1800000000.0);
+}
+
+// CRL state and rejected TLS file reloads: the gauges take the latest report, the counters
+// count per backend (credential failures by file).
+TEST_F(PrometheusObserverTest, CrlAndCredentialReloadCallbacksMoveTheirSeries) {
+  EXPECT_EQ(Value(m::kCrlStale), 0.0);
+  EXPECT_EQ(Value(m::kCredentialReloadFailuresTotal, {{"file", "key"}}), 0.0);
+  backend_->OnCrlNextUpdate(absl::FromUnixSeconds(1700000000), /*stale=*/true);
+  EXPECT_EQ(Value(m::kCrlNextUpdateTimestampSeconds), 1700000000.0);
+  EXPECT_EQ(Value(m::kCrlStale), 1.0);
+  backend_->OnCrlNextUpdate(absl::FromUnixSeconds(1900000000), /*stale=*/false);
+  EXPECT_EQ(Value(m::kCrlStale), 0.0);
+  backend_->OnCrlReloadFailure();
+  backend_->OnCrlReloadFailure();
+  EXPECT_EQ(Value(m::kCrlReloadFailuresTotal), 2.0);
+  backend_->OnCredentialReloadFailure("key");
+  backend_->OnCredentialReloadFailure("ca");
+  backend_->OnCredentialReloadFailure("something-else");
+  EXPECT_EQ(Value(m::kCredentialReloadFailuresTotal, {{"file", "key"}}), 1.0);
+  EXPECT_EQ(Value(m::kCredentialReloadFailuresTotal, {{"file", "ca"}}), 1.0);
+  EXPECT_EQ(Value(m::kCredentialReloadFailuresTotal, {{"file", "cert"}}), 0.0);
+  EXPECT_EQ(Value(m::kCredentialReloadFailuresTotal, {{"file", "other"}}), 1.0);
 }
 
 // Socket closes, verify failures, bytes and calls count under their label values.

@@ -3,6 +3,7 @@
 
 // A BackendObserver that remembers what it was told, for assertions. Thread-safe.
 
+#include <atomic>
 #include <map>
 #include <string>
 
@@ -37,6 +38,15 @@ class RecordingObserver final : public BackendObserver {
   void OnPeerCertNotAfter(absl::Time) override {}
   void OnClientCertNotAfter(absl::Time) override {}
   void OnEnullSockets(int) override {}
+  void OnCrlNextUpdate(absl::Time, bool stale) override {
+    stale_.store(stale ? 1 : 0);
+  }
+  void OnCrlReloadFailure() override { Count("crl_reload_failure"); }
+  void OnCredentialReloadFailure(absl::string_view file) override {
+    Count("credential_reload_failure:" + std::string(file));
+  }
+  // -1 until reported; then 0 or 1.
+  int crl_stale() const { return stale_.load(); }
 
   int Get(const std::string& key) const {
     MutexLock lock(&mu_);
@@ -60,6 +70,7 @@ class RecordingObserver final : public BackendObserver {
   }
   mutable Mutex mu_;
   std::map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> stale_{-1};
 };
 
 }  // namespace tlsbroker::testutil
