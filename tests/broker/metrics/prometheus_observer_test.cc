@@ -101,7 +101,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 17u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 21u);
 }
 
 // Unknown label values map to "other"; known ones to their own position.
@@ -306,6 +306,27 @@ TEST_F(PrometheusObserverTest, SerializedMetricsPassPromtoolCheck) {
   EXPECT_EQ(rc, 0) << diagnostics;
   std::remove(input.c_str());
   std::remove(output.c_str());
+}
+
+// The broker-wide series (socket budget, refusals, insecure files) carry no backend label and
+// show what the observer was told.
+TEST_F(PrometheusObserverTest, BrokerWideSeriesReportBudgetRefusalsAndInsecureFiles) {
+  observer_->OnSocketBudget(3, 2);
+  observer_->OnSocketBudgetRefused();
+  observer_->OnSocketBudgetRefused();
+  observer_->OnCallerLeaseLimitRefused();
+  observer_->OnInsecureFilePermissions(1);
+  auto global = [this](absl::string_view name, Labels labels = {}) -> std::optional<double> {
+    for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+      if (sample.name == name && sample.labels == labels) return sample.value;
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "limit"}}), 3.0);
+  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "used"}}), 2.0);
+  EXPECT_EQ(global(m::kSocketBudgetRefusalsTotal), 2.0);
+  EXPECT_EQ(global(m::kCallerLeaseLimitRefusalsTotal), 1.0);
+  EXPECT_EQ(global(m::kInsecureFilePermissions), 1.0);
 }
 
 }  // namespace
