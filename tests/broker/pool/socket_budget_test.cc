@@ -147,7 +147,7 @@ TEST_F(SocketBudgetPoolTest, ClosedSocketsGiveTheirTokenToAnyPool) {
     ASSERT_TRUE(lease.ok()) << lease.status();
     held.push_back(*std::move(lease));
   }
-  held[2].Release();  // b's socket goes back idle.
+  { Lease ended = std::move(held[2]); }  // b's socket goes back idle.
   ASSERT_TRUE(WaitUntil([&] { return b_->Stats().idle == 1; }));
   auto again = AcquireSync(*b_);
   ASSERT_TRUE(again.ok()) << again.status();
@@ -155,7 +155,7 @@ TEST_F(SocketBudgetPoolTest, ClosedSocketsGiveTheirTokenToAnyPool) {
   EXPECT_EQ(budget_->used(), 3);
 
   held[0].MarkBroken("test closes it");
-  held[0].Release();  // a's socket closes: one token free.
+  { Lease ended = std::move(held[0]); }  // a's socket closes: one token free.
   ASSERT_TRUE(WaitUntil([&] { return budget_->used() == 2; }));
   auto fresh = AcquireSync(*b_, "", absl::Seconds(10));
   ASSERT_TRUE(fresh.ok()) << fresh.status();
