@@ -33,8 +33,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
     // Without TLS nobody is authenticated: only for a loopback or unix socket listener.
     if (!IsLoopbackOrUnix(listen.grpc)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "listen.grpc ", listen.grpc,
-          " is not loopback or unix: callers must authenticate with mTLS (set listen.tls)"));
+          "listen.grpc ", listen.grpc, " is not loopback or unix: listen.plaintext is allowed "
+          "only there; callers on the network must authenticate with mTLS (set listen.tls)"));
     }
     return grpc::InsecureServerCredentials();
   }
@@ -65,10 +65,18 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   auto registry = BackendRegistry::Create(options, s->loops_.get(), s->metrics_.get());
   if (!registry.ok()) return registry.status();
   s->registry_ = *std::move(registry);
+  s->caller_limits_ = std::make_unique<CallerLeaseLimiter>(options.limits.max_leases_per_caller,
+                                                           s->metrics_.get());
+  s->metrics_->OnInsecureFilePermissions(static_cast<int>(options.insecure_files.size()));
+  for (const std::string& file : options.insecure_files) {
+    LogEvent(LogLevel::kWarning, "file readable or writable by group or others",
+             LogField("file", file));
+  }
 
   ServiceContext services;
   services.registry = s->registry_.get();
   services.flow = &s->flow_;
+  services.caller_limits = s->caller_limits_.get();
   s->start_ = start;
   s->broker_service_ = std::make_unique<BrokerService>(services);
   AdminService::ReloadFn reload;
@@ -151,6 +159,8 @@ std::vector<std::string> BrokerServer::Reload(const BrokerOptions& next) {
   std::vector<std::string> errors =
       registry_->Reload(next, loops_.get(), metrics_.get());
   if (errors.empty()) {
+    caller_limits_->SetLimit(next.limits.max_leases_per_caller);
+    metrics_->OnInsecureFilePermissions(static_cast<int>(next.insecure_files.size()));
     options_ = next;
     LogEvent(LogLevel::kInfo, "configuration reloaded",
              absl::StrCat("backends=", next.backends.size()));

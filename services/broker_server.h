@@ -19,6 +19,7 @@
 #include "broker/pool/backend_registry.h"
 #include "services/admin_service.h"
 #include "services/broker_service.h"
+#include "services/caller_lease_limiter.h"
 #include "services/flow_accounting.h"
 #include "services/http_endpoint.h"
 
@@ -69,6 +70,7 @@ class BrokerServer final {
   bool Ready(std::string* body) const;
 
   FlowAccounting& flow() { return flow_; }
+  CallerLeaseLimiter& caller_limits() { return *caller_limits_; }
   BackendRegistry& registry() { return *registry_; }
   prometheus::Registry& metrics_registry() { return *metrics_registry_; }
 
@@ -84,6 +86,8 @@ class BrokerServer final {
   std::shared_ptr<prometheus::Registry> metrics_registry_;
   std::unique_ptr<PrometheusMetricsObserver> metrics_;
   std::unique_ptr<BackendRegistry> registry_;
+  // limits.max_leases_per_caller; after metrics_ (it reports there), before the services.
+  std::unique_ptr<CallerLeaseLimiter> caller_limits_;
   std::unique_ptr<BrokerService> broker_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;

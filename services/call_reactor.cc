@@ -54,6 +54,15 @@ void CallReactor::Start() {
     Complete(frame_ok, false);
     return;
   }
+  CallerLeaseLimiter::Slot caller_slot;
+  if (services_.caller_limits != nullptr) {
+    absl::StatusOr<CallerLeaseLimiter::Slot> taken = services_.caller_limits->Take(caller_);
+    if (!taken.ok()) {
+      Complete(taken.status(), false);
+      return;
+    }
+    caller_slot = *std::move(taken);
+  }
   absl::Duration wait = request_->has_acquire_timeout() ? FromProto(request_->acquire_timeout())
                                                         : options.pool.acquire_timeout;
   absl::Time deadline = absl::Now() + wait;
@@ -66,6 +75,7 @@ void CallReactor::Start() {
   {
     MutexLock lock(&mu_);
     pool_ = pool;
+    caller_slot_ = std::move(caller_slot);
     acquiring_ = true;
     ++pending_callbacks_;
   }
@@ -158,6 +168,8 @@ void CallReactor::Complete(absl::Status status, bool broken) {
       if (broken) lease_.MarkBroken(status.message());
       to_release = std::move(lease_);
     }
+    // Free before the answer, so the caller's next Call is not refused.
+    caller_slot_.Release();
     pool = pool_;
   }
   if (to_cancel != 0 && pool != nullptr) pool->CancelAcquire(to_cancel);

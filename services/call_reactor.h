@@ -47,6 +47,8 @@ class CallReactor final : public grpc::ServerUnaryReactor {
   Mutex mu_;
   std::shared_ptr<SocketPool> pool_ ABSL_GUARDED_BY(mu_);
   Lease lease_ ABSL_GUARDED_BY(mu_);
+  // This Call's place under limits.max_leases_per_caller, from acquire to answer.
+  CallerLeaseLimiter::Slot caller_slot_ ABSL_GUARDED_BY(mu_);
   uint64_t ticket_ ABSL_GUARDED_BY(mu_) = 0;
   bool acquiring_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t held_request_bytes_ = 0;  // Set before the write starts, read by its callback.

@@ -91,6 +91,15 @@ void LeaseReactor::HandleOpen(const v1::OpenLease& open) {
         false);
     return;
   }
+  CallerLeaseLimiter::Slot caller_slot;
+  if (services_.caller_limits != nullptr) {
+    absl::StatusOr<CallerLeaseLimiter::Slot> taken = services_.caller_limits->Take(caller_);
+    if (!taken.ok()) {
+      End(taken.status(), false);
+      return;
+    }
+    caller_slot = *std::move(taken);
+  }
   absl::Duration wait = open.has_acquire_timeout() ? FromProto(open.acquire_timeout())
                                                    : pool->options()->pool.acquire_timeout;
   absl::Time deadline = absl::Now() + wait;
@@ -104,6 +113,7 @@ void LeaseReactor::HandleOpen(const v1::OpenLease& open) {
     MutexLock lock(&mu_);
     if (phase_ == Phase::kEnded) return;
     phase_ = Phase::kAcquiring;
+    caller_slot_ = std::move(caller_slot);
     pool_ = pool;
     backend_ = open.backend();
     ++pending_callbacks_;
@@ -227,6 +237,8 @@ void LeaseReactor::EndLocked(absl::Status status, bool broken, uint64_t* to_canc
     // its way back to the pool.
     Lease ended = std::move(lease_);
   }
+  // The place is free before the caller hears the end, so its next lease is not refused.
+  caller_slot_.Release();
   final_status_ = FinishStatus(context_, status, "", backend_);
   finish_pending_ = true;
   FinishIfReadyLocked();

@@ -62,6 +62,8 @@ class LeaseReactor final
   std::shared_ptr<SocketPool> pool_ ABSL_GUARDED_BY(mu_);
   std::string backend_ ABSL_GUARDED_BY(mu_);
   Lease lease_ ABSL_GUARDED_BY(mu_);
+  // This stream's place under limits.max_leases_per_caller, from open to end.
+  CallerLeaseLimiter::Slot caller_slot_ ABSL_GUARDED_BY(mu_);
   uint64_t ticket_ ABSL_GUARDED_BY(mu_) = 0;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t write_held_ ABSL_GUARDED_BY(mu_) = 0;  // Bytes in the gRPC write in flight.

@@ -214,6 +214,12 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
             << ", metrics " << o.listen.metrics << ", drain grace period "
             << absl::FormatDuration(o.listen.drain_grace_period) << ", admin callers "
             << o.listen.admin_callers.size() << "\n";
+  std::cout << "limits: max_backend_sockets " << o.limits.max_backend_sockets
+            << ", max_leases_per_caller "
+            << (o.limits.max_leases_per_caller == 0
+                    ? std::string("unlimited")
+                    : std::to_string(o.limits.max_leases_per_caller))
+            << "\n";
   std::cout << o.backends.size() << (o.backends.size() == 1 ? " backend:\n" : " backends:\n");
   for (const BackendOptions& b : o.backends) {
     const PoolOptions& p = b.pool;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "broker/pool/backend_registry.h"
+#include "services/caller_lease_limiter.h"
 #include "services/flow_accounting.h"
 
 namespace tlsbroker {
@@ -13,6 +14,7 @@ namespace tlsbroker {
 struct ServiceContext {
   BackendRegistry* registry = nullptr;
   FlowAccounting* flow = nullptr;
+  CallerLeaseLimiter* caller_limits = nullptr;  // Null: no per-caller limit.
 };
 
 }  // namespace tlsbroker

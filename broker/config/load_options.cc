@@ -1,6 +1,8 @@
 #include "broker/config/load_options.h"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -8,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +119,26 @@ std::string FirstClientId(const ClientIdOptions& options) {
                       std::string(static_cast<size_t>(std::max(digits - 1, 0)), '0'), "1");
 }
 
+// A private key or config file that others may read, or group or others may write, is reported,
+// not refused: Kubernetes mounts Secrets and ConfigMaps 0644 unless defaultMode says otherwise,
+// and a broker that refused to start there would be worse than one that says so. Group read is
+// not reported: that is how the chart gives the non-root broker its files (0440 with fsGroup).
+// Returns the warning, or nothing when the file is private enough (or cannot be examined:
+// reading it reports that).
+std::optional<std::string> ExposedFileWarning(const std::string& file, absl::string_view what) {
+  struct stat st;
+  if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  const unsigned mode = st.st_mode & 07777;
+  if ((mode & (S_IROTH | S_IWOTH | S_IWGRP)) == 0) return std::nullopt;
+  char octal[8];
+  std::snprintf(octal, sizeof(octal), "%04o", mode);
+  return absl::StrCat(what, " ", Quote(file), " has mode ", octal, ": ",
+                      (mode & (S_IWOTH | S_IWGRP)) != 0 ? "group or others may write it"
+                                                          : "others may read it",
+                      "; chmod 600 (or 640) it; in Kubernetes give the Secret or ConfigMap "
+                      "volume defaultMode: 0440");
+}
+
 std::string FormatAsn1Time(const ASN1_TIME* t) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (!bio || ASN1_TIME_print(bio.get(), t) != 1) return "?";
@@ -147,6 +170,7 @@ class Checker {
     }
     CheckUniqueNames(config);
     CheckClientIdCollisions();
+    CheckLimits(config);
   }
 
  private:
@@ -348,6 +372,7 @@ class Checker {
     if (!key.empty()) {
       *key_out = Resolve(key);
       pkey = PrivateKey(key, key_path);
+      if (pkey != nullptr) CheckPrivateFile(*key_out, key_path, "private key");
     }
     if (!chain.empty() && pkey != nullptr) {
       if (X509_check_private_key(chain.front().get(), pkey.get()) != 1) {
@@ -374,6 +399,56 @@ class Checker {
   }
 
   // ---- sections ----
+
+  void CheckLimits(const pb::Config& config) {
+    const pb::Limits& in = config.limits();
+    LimitsOptions& out = report_->options.limits;
+    const int fd_room = MaxSocketBudgetForFdLimit();
+    out.max_backend_sockets = DefaultMaxBackendSockets();
+    if (in.has_max_backend_sockets()) {
+      // Refused rather than clamped: a budget the fd limit cannot honour would fail as
+      // EMFILE on accept() and open() under load, far from its cause; the operator raises
+      // ulimit -n (or lowers the value) once, at config check time.
+      if (in.max_backend_sockets() < 1) {
+        Error("limits.max_backend_sockets",
+              absl::StrCat("must be 1 or more, got ", in.max_backend_sockets()));
+      } else if (in.max_backend_sockets() > fd_room) {
+        Error("limits.max_backend_sockets",
+              absl::StrCat(in.max_backend_sockets(), " is more than this process can open: the "
+                           "open-file limit (RLIMIT_NOFILE) minus ", kFdReserve,
+                           " kept for listeners, gRPC connections and files leaves ", fd_room,
+                           "; raise ulimit -n or lower the value"));
+      } else {
+        out.max_backend_sockets = in.max_backend_sockets();
+      }
+    }
+    if (in.has_max_leases_per_caller()) {
+      if (in.max_leases_per_caller() < 0) {
+        Error("limits.max_leases_per_caller",
+              absl::StrCat("must be 0 (unlimited) or more, got ", in.max_leases_per_caller()));
+      } else {
+        out.max_leases_per_caller = in.max_leases_per_caller();
+      }
+    }
+    int64_t pool_total = 0;
+    for (const BackendOptions& b : report_->options.backends) pool_total += b.pool.max_sockets;
+    if (pool_total > out.max_backend_sockets) {
+      Warning(in.has_max_backend_sockets() ? "limits.max_backend_sockets" : "backends",
+              absl::StrCat("the backends' pool.max_sockets add up to ", pool_total,
+                           ", more than the socket budget (limits.max_backend_sockets ",
+                           out.max_backend_sockets,
+                           "): when it is used up, leases that no idle socket can serve fail "
+                           "with RESOURCE_EXHAUSTED"));
+    }
+  }
+
+  void CheckPrivateFile(const std::string& resolved, const std::string& path,
+                        absl::string_view what) {
+    if (std::optional<std::string> why = ExposedFileWarning(resolved, what)) {
+      report_->options.insecure_files.push_back(resolved);
+      Warning(path, *std::move(why));
+    }
+  }
 
   void CheckListen(const pb::Config& config) {
     ListenOptions& out = report_->options.listen;
@@ -413,6 +488,12 @@ class Checker {
       if (in.plaintext()) {
         Error("listen.plaintext", "cannot be true together with listen.tls");
       }
+    } else if (!grpc_loopback && in.plaintext()) {
+      // Anyone who can reach the port would be a trusted "local" caller.
+      Error("listen.plaintext",
+            absl::StrCat("allowed only on a loopback or unix: address, not ", Quote(out.grpc),
+                         ": callers on the network must authenticate with mTLS (set "
+                         "listen.tls)"));
     } else if (!grpc_loopback) {
       Error("listen.tls",
             absl::StrCat("required when listen.grpc (", Quote(out.grpc),
@@ -932,7 +1013,26 @@ ConfigReport LoadConfigFile(const std::string& path, int ordinal) {
     report.errors.push_back(ConfigError{0, 0, "", "cannot read the config file"});
     return report;
   }
-  return LoadConfig(contents.str(), DirectoryOf(path), ordinal);
+  ConfigReport report = LoadConfig(contents.str(), DirectoryOf(path), ordinal);
+  if (std::optional<std::string> why = ExposedFileWarning(path, "config file")) {
+    report.options.insecure_files.push_back(path);
+    report.warnings.insert(report.warnings.begin(), ConfigError{0, 0, "", *std::move(why)});
+  }
+  return report;
+}
+
+int MaxSocketBudgetForFdLimit() {
+  struct rlimit limit;
+  rlim_t soft = 1024;  // The usual default, if the limit cannot be read.
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) soft = limit.rlim_cur;
+  constexpr rlim_t kCap = 1 << 30;  // RLIM_INFINITY and huge limits still fit an int.
+  if (soft == RLIM_INFINITY || soft > kCap) soft = kCap;
+  const int64_t room = static_cast<int64_t>(soft) - kFdReserve;
+  return room > 0 ? static_cast<int>(room) : 0;
+}
+
+int DefaultMaxBackendSockets() {
+  return std::max(MaxSocketBudgetForFdLimit(), kMinDefaultSocketBudget);
 }
 
 absl::StatusOr<BrokerOptions> LoadOptionsFromFile(const std::string& path, int ordinal) {

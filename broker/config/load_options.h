@@ -82,6 +82,19 @@ absl::StatusOr<BrokerOptions> LoadOptionsFromString(absl::string_view yaml,
                                                     const std::string& base_dir,
                                                     int ordinal = kOrdinalFromHostname);
 
+// File descriptors kept out of the socket budget for listeners, gRPC connections, config and
+// credential files, and the like.
+inline constexpr int kFdReserve = 256;
+// The smallest default socket budget, whatever the file limit says.
+inline constexpr int kMinDefaultSocketBudget = 16;
+
+// The highest limits.max_backend_sockets this process accepts: its soft RLIMIT_NOFILE minus
+// kFdReserve (capped to fit an int). 0 when the file limit is kFdReserve or lower.
+int MaxSocketBudgetForFdLimit();
+// The default limits.max_backend_sockets: MaxSocketBudgetForFdLimit(), at least
+// kMinDefaultSocketBudget.
+int DefaultMaxBackendSockets();
+
 // "TLS1.2" / "TLS1.3" -> TLS1_2_VERSION / TLS1_3_VERSION; InvalidArgument otherwise.
 absl::StatusOr<int> ParseTlsVersion(absl::string_view name);
 

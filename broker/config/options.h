@@ -155,9 +155,23 @@ struct ListenOptions {
   absl::Duration drain_grace_period = absl::Seconds(25);
 };
 
+// Broker-wide limits (the `limits` section).
+struct LimitsOptions {
+  // Backend sockets open or connecting across all backends. The loader fills in the default
+  // (see DefaultMaxBackendSockets in load_options.h); 0 here means unlimited.
+  int max_backend_sockets = 0;
+  // Leases (Lease streams and Calls, acquiring or active) one caller identity may hold at
+  // once. 0 = unlimited.
+  int max_leases_per_caller = 0;
+};
+
 struct BrokerOptions {
   ListenOptions listen;
   std::vector<BackendOptions> backends;
+  LimitsOptions limits;
+  // Found by the loader, not configured: the config and key files that group or others may
+  // read or write (each reported as a warning too).
+  std::vector<std::string> insecure_files;
 };
 
 }  // namespace tlsbroker

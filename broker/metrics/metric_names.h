@@ -15,6 +15,8 @@ namespace tlsbroker::metrics {
 // Metric names (sorted).
 inline constexpr absl::string_view kBytesTotal = "tlsbroker_bytes_total";
 inline constexpr absl::string_view kCallDurationSeconds = "tlsbroker_call_duration_seconds";
+inline constexpr absl::string_view kCallerLeaseLimitRefusalsTotal =
+    "tlsbroker_caller_lease_limit_refusals_total";
 inline constexpr absl::string_view kCallsTotal = "tlsbroker_calls_total";
 inline constexpr absl::string_view kCertVerifyFailuresTotal =
     "tlsbroker_cert_verify_failures_total";
@@ -27,6 +29,8 @@ inline constexpr absl::string_view kCrlNextUpdateTimestampSeconds =
 inline constexpr absl::string_view kCrlReloadFailuresTotal = "tlsbroker_crl_reload_failures_total";
 inline constexpr absl::string_view kCrlStale = "tlsbroker_crl_stale";
 inline constexpr absl::string_view kEnullSockets = "tlsbroker_enull_sockets";
+inline constexpr absl::string_view kInsecureFilePermissions =
+    "tlsbroker_insecure_file_permissions";
 inline constexpr absl::string_view kLeaseDurationSeconds = "tlsbroker_lease_duration_seconds";
 inline constexpr absl::string_view kLeaseWaitSeconds = "tlsbroker_lease_wait_seconds";
 inline constexpr absl::string_view kLeasesEndedTotal = "tlsbroker_leases_ended_total";
@@ -35,6 +39,9 @@ inline constexpr absl::string_view kPeerCertNotAfterTimestampSeconds =
     "tlsbroker_peer_cert_not_after_timestamp_seconds";
 inline constexpr absl::string_view kPoolSockets = "tlsbroker_pool_sockets";
 inline constexpr absl::string_view kPoolWaiters = "tlsbroker_pool_waiters";
+inline constexpr absl::string_view kSocketBudgetRefusalsTotal =
+    "tlsbroker_socket_budget_refusals_total";
+inline constexpr absl::string_view kSocketBudgetSockets = "tlsbroker_socket_budget_sockets";
 inline constexpr absl::string_view kSocketReusesTotal = "tlsbroker_socket_reuses_total";
 inline constexpr absl::string_view kSocketsClosedTotal = "tlsbroker_sockets_closed_total";
 inline constexpr absl::string_view kTlsHandshakeDurationSeconds =
@@ -44,6 +51,7 @@ inline constexpr absl::string_view kTlsHandshakesTotal = "tlsbroker_tls_handshak
 inline constexpr absl::string_view kAllMetricNames[] = {
     kBytesTotal,
     kCallDurationSeconds,
+    kCallerLeaseLimitRefusalsTotal,
     kCallsTotal,
     kCertVerifyFailuresTotal,
     kClientCertNotAfterTimestampSeconds,
@@ -52,6 +60,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kCrlReloadFailuresTotal,
     kCrlStale,
     kEnullSockets,
+    kInsecureFilePermissions,
     kLeaseDurationSeconds,
     kLeaseWaitSeconds,
     kLeasesEndedTotal,
@@ -59,6 +68,8 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kPeerCertNotAfterTimestampSeconds,
     kPoolSockets,
     kPoolWaiters,
+    kSocketBudgetRefusalsTotal,
+    kSocketBudgetSockets,
     kSocketReusesTotal,
     kSocketsClosedTotal,
     kTlsHandshakeDurationSeconds,
@@ -115,6 +126,10 @@ inline constexpr absl::string_view kResumedValues[] = {"false", "true"};
 // pool_sockets{state}. No "other": OnSocketStates() passes each state explicitly.
 inline constexpr absl::string_view kSocketStates[] = {"connecting", "idle", "leased",
                                                       "retiring"};
+
+// socket_budget_sockets{state}: the budget's limit (0 = unlimited) and the sockets counted
+// against it. No "other": OnSocketBudget() sets both explicitly.
+inline constexpr absl::string_view kSocketBudgetStates[] = {"limit", "used"};
 
 // leases_total{result}: how an acquire ended. "granted", or the refusal (the error code name
 // in lower case).

@@ -61,6 +61,17 @@ class MetricsObserver {
   // Creates (or returns the existing) observer for `backend`; the returned pointer stays valid
   // as long as the MetricsObserver lives.
   virtual std::shared_ptr<BackendObserver> ForBackend(absl::string_view backend) = 0;
+
+  // Broker-wide figures (not per backend). No-ops by default so fakes need not implement them.
+  // The socket budget (limits.max_backend_sockets): its limit (0 = unlimited) and the sockets
+  // counted against it (connecting + open, all backends).
+  virtual void OnSocketBudget(int /*limit*/, int /*used*/) {}
+  // A lease or Call was refused because the socket budget was used up.
+  virtual void OnSocketBudgetRefused() {}
+  // A lease or Call was refused because its caller held limits.max_leases_per_caller already.
+  virtual void OnCallerLeaseLimitRefused() {}
+  // How many config and key files are readable or writable by group or others.
+  virtual void OnInsecureFilePermissions(int /*files*/) {}
 };
 
 // Discards everything. For tests and tools that do not export metrics.

@@ -195,6 +195,8 @@ static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idl
                   m::kSocketStates[2] == "leased" && m::kSocketStates[3] == "retiring",
               "OnSocketStates() relies on this order");
 static_assert(m::kLeaseResults[0] == "granted", "OnLeaseGranted() relies on this");
+static_assert(m::kSocketBudgetStates[0] == "limit" && m::kSocketBudgetStates[1] == "used",
+              "the budget series rely on this order");
 static_assert(m::kHandshakeResults[0] == "ok", "OnHandshake() relies on this");
 static_assert(m::kResumedValues[1] == "true", "OnHandshake() relies on this");
 
@@ -221,6 +223,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
                             "the backend).");
     f.call_duration_seconds =
         histogram(m::kCallDurationSeconds, "Duration of Call RPCs (acquire to response frame).");
+    f.caller_lease_limit_refusals_total =
+        counter(m::kCallerLeaseLimitRefusalsTotal,
+                "Leases and Calls refused because their caller held limits.max_leases_per_caller "
+                "already.");
     f.calls_total = counter(m::kCallsTotal, "Call RPCs, by gRPC status code.");
     f.cert_verify_failures_total = counter(
         m::kCertVerifyFailuresTotal, "Backend certificate verification failures, by reason.");
@@ -241,6 +247,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
     f.crl_stale = gauge(m::kCrlStale, "1 when a CRL of the backend is past its nextUpdate.");
     f.enull_sockets =
         gauge(m::kEnullSockets, "Open sockets using integrity-only (NULL encryption) ciphers.");
+    f.insecure_file_permissions =
+        gauge(m::kInsecureFilePermissions,
+              "Config and private key files that group or others may read or write (see the "
+              "config warnings for which).");
     f.lease_duration_seconds =
         histogram(m::kLeaseDurationSeconds, "How long leases held their socket.");
     f.lease_wait_seconds =
@@ -254,6 +264,14 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
               "until the first.");
     f.pool_sockets = gauge(m::kPoolSockets, "Sockets in the pool, by state.");
     f.pool_waiters = gauge(m::kPoolWaiters, "Acquires waiting for a socket.");
+    f.socket_budget_refusals_total =
+        counter(m::kSocketBudgetRefusalsTotal,
+                "Leases and Calls refused because the broker-wide socket budget "
+                "(limits.max_backend_sockets) was used up.");
+    f.socket_budget_sockets =
+        gauge(m::kSocketBudgetSockets,
+              "The broker-wide socket budget: state=limit (0 = unlimited) and state=used "
+              "(sockets open or connecting, all backends).");
     f.socket_reuses_total =
         counter(m::kSocketReusesTotal, "Leases served by a socket that had served an earlier one.");
     f.sockets_closed_total = counter(m::kSocketsClosedTotal, "Sockets closed, by reason.");
@@ -273,7 +291,30 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
 
 PrometheusMetricsObserver::PrometheusMetricsObserver(
     std::shared_ptr<prometheus::Registry> registry, const Families& families)
-    : registry_(std::move(registry)), families_(families) {}
+    : registry_(std::move(registry)),
+      families_(families),
+      caller_lease_limit_refusals_(families.caller_lease_limit_refusals_total->Add({})),
+      insecure_file_permissions_(families.insecure_file_permissions->Add({})),
+      socket_budget_refusals_(families.socket_budget_refusals_total->Add({})),
+      socket_budget_limit_(families.socket_budget_sockets->Add(
+          {{Str(m::kLabelState), Str(m::kSocketBudgetStates[0])}})),
+      socket_budget_used_(families.socket_budget_sockets->Add(
+          {{Str(m::kLabelState), Str(m::kSocketBudgetStates[1])}})) {}
+
+void PrometheusMetricsObserver::OnSocketBudget(int limit, int used) {
+  socket_budget_limit_.Set(limit);
+  socket_budget_used_.Set(used);
+}
+
+void PrometheusMetricsObserver::OnSocketBudgetRefused() { socket_budget_refusals_.Increment(); }
+
+void PrometheusMetricsObserver::OnCallerLeaseLimitRefused() {
+  caller_lease_limit_refusals_.Increment();
+}
+
+void PrometheusMetricsObserver::OnInsecureFilePermissions(int files) {
+  insecure_file_permissions_.Set(files);
+}
 
 std::shared_ptr<BackendObserver> PrometheusMetricsObserver::ForBackend(absl::string_view backend) {
   MutexLock lock(&mu_);

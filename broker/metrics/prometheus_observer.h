@@ -40,6 +40,10 @@ class PrometheusMetricsObserver final : public MetricsObserver {
 
   // MetricsObserver
   std::shared_ptr<BackendObserver> ForBackend(absl::string_view backend) override;
+  void OnSocketBudget(int limit, int used) override;
+  void OnSocketBudgetRefused() override;
+  void OnCallerLeaseLimitRefused() override;
+  void OnInsecureFilePermissions(int files) override;
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -47,6 +51,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
   struct Families {
     prometheus::Family<prometheus::Counter>* bytes_total;
     prometheus::Family<prometheus::Histogram>* call_duration_seconds;
+    prometheus::Family<prometheus::Counter>* caller_lease_limit_refusals_total;
     prometheus::Family<prometheus::Counter>* calls_total;
     prometheus::Family<prometheus::Counter>* cert_verify_failures_total;
     prometheus::Family<prometheus::Gauge>* client_cert_not_after_timestamp_seconds;
@@ -55,6 +60,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
     prometheus::Family<prometheus::Counter>* crl_reload_failures_total;
     prometheus::Family<prometheus::Gauge>* crl_stale;
     prometheus::Family<prometheus::Gauge>* enull_sockets;
+    prometheus::Family<prometheus::Gauge>* insecure_file_permissions;
     prometheus::Family<prometheus::Histogram>* lease_duration_seconds;
     prometheus::Family<prometheus::Histogram>* lease_wait_seconds;
     prometheus::Family<prometheus::Counter>* leases_ended_total;
@@ -62,6 +68,8 @@ class PrometheusMetricsObserver final : public MetricsObserver {
     prometheus::Family<prometheus::Gauge>* peer_cert_not_after_timestamp_seconds;
     prometheus::Family<prometheus::Gauge>* pool_sockets;
     prometheus::Family<prometheus::Gauge>* pool_waiters;
+    prometheus::Family<prometheus::Counter>* socket_budget_refusals_total;
+    prometheus::Family<prometheus::Gauge>* socket_budget_sockets;
     prometheus::Family<prometheus::Counter>* socket_reuses_total;
     prometheus::Family<prometheus::Counter>* sockets_closed_total;
     prometheus::Family<prometheus::Histogram>* tls_handshake_duration_seconds;
@@ -74,6 +82,12 @@ class PrometheusMetricsObserver final : public MetricsObserver {
 
   const std::shared_ptr<prometheus::Registry> registry_;
   const Families families_;
+  // The broker-wide series (no backend label), created with the families.
+  prometheus::Counter& caller_lease_limit_refusals_;
+  prometheus::Gauge& insecure_file_permissions_;
+  prometheus::Counter& socket_budget_refusals_;
+  prometheus::Gauge& socket_budget_limit_;
+  prometheus::Gauge& socket_budget_used_;
   Mutex mu_;
   std::map<std::string, std::shared_ptr<BackendObserver>, std::less<>> backends_
       ABSL_GUARDED_BY(mu_);

@@ -6,12 +6,13 @@ namespace tlsbroker {
 
 absl::StatusOr<std::unique_ptr<BackendRegistry>> BackendRegistry::Create(
     const BrokerOptions& options, EventLoops* loops, MetricsObserver* metrics) {
-  std::unique_ptr<BackendRegistry> registry(new BackendRegistry());
+  std::unique_ptr<BackendRegistry> registry(new BackendRegistry(
+      std::make_shared<SocketBudget>(options.limits.max_backend_sockets, metrics)));
   MutexLock lock(&registry->mu_);
   for (const BackendOptions& backend : options.backends) {
     std::shared_ptr<BackendObserver> observer =
         metrics != nullptr ? metrics->ForBackend(backend.name) : nullptr;
-    auto pool = SocketPool::Create(backend, loops, std::move(observer));
+    auto pool = SocketPool::Create(backend, loops, std::move(observer), registry->budget_);
     if (!pool.ok()) {
       return absl::Status(pool.status().code(),
                           absl::StrCat("backend ", backend.name, ": ", pool.status().message()));
@@ -49,7 +50,7 @@ std::vector<std::string> BackendRegistry::Reload(const BrokerOptions& options, E
     } else {
       std::shared_ptr<BackendObserver> observer =
           metrics != nullptr ? metrics->ForBackend(backend.name) : nullptr;
-      auto pool = SocketPool::Create(backend, loops, std::move(observer));
+      auto pool = SocketPool::Create(backend, loops, std::move(observer), budget_);
       if (!pool.ok()) {
         errors.push_back(absl::StrCat("backend ", backend.name, ": ", pool.status().message()));
         continue;
@@ -60,6 +61,7 @@ std::vector<std::string> BackendRegistry::Reload(const BrokerOptions& options, E
   if (!errors.empty()) return errors;
 
   // Step 2: apply.
+  budget_->SetLimit(options.limits.max_backend_sockets);
   for (size_t i = 0; i < reconfigure.size(); ++i) {
     reconfigure[i].first->ApplyReconfigure(*reconfigure_options[i], reconfigure[i].second);
   }

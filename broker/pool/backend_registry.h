@@ -11,6 +11,7 @@
 #include "broker/config/options.h"
 #include "broker/io/event_loops.h"
 #include "broker/metrics/pool_observer.h"
+#include "broker/pool/socket_budget.h"
 #include "broker/pool/socket_pool.h"
 
 namespace tlsbroker {
@@ -42,6 +43,9 @@ class BackendRegistry final {
   // Callers allowed to use the admin API (swapped by Reload).
   std::vector<std::string> AdminCallers() const;
 
+  // The broker-wide socket budget all pools share (limits.max_backend_sockets).
+  const SocketBudget& budget() const { return *budget_; }
+
   void StartAll();
   // Stops lending on every backend (drain): see SocketPool::Shutdown.
   void ShutdownAll();
@@ -50,7 +54,9 @@ class BackendRegistry final {
   bool IsDraining(absl::string_view name) const;
 
  private:
-  BackendRegistry() = default;
+  explicit BackendRegistry(std::shared_ptr<SocketBudget> budget) : budget_(std::move(budget)) {}
+  // Shared with every pool (a pool may outlive the registry while a lease holds it).
+  const std::shared_ptr<SocketBudget> budget_;
   mutable Mutex mu_;
   std::vector<std::shared_ptr<SocketPool>> pools_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<SocketPool>, std::less<>> by_name_ ABSL_GUARDED_BY(mu_);

@@ -27,7 +27,8 @@ absl::Duration Jittered(absl::Duration d) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
-    const BackendOptions& options, EventLoops* loops, std::shared_ptr<BackendObserver> observer) {
+    const BackendOptions& options, EventLoops* loops, std::shared_ptr<BackendObserver> observer,
+    std::shared_ptr<SocketBudget> budget) {
   if (options.pool.max_sockets < 1) {
     return absl::InvalidArgumentError("pool.max_sockets must be at least 1");
   }
@@ -39,14 +40,15 @@ absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
   if (!context.ok()) return context.status();
   if (observer == nullptr) observer = std::make_shared<NullBackendObserver>();
   std::shared_ptr<SocketPool> pool(
-      new SocketPool(options, loops, *std::move(context), std::move(observer)));
+      new SocketPool(options, loops, *std::move(context), std::move(observer), std::move(budget)));
   pool->ReportCrlState(*pool->tls_context());
   return pool;
 }
 
 SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
                        std::shared_ptr<const TlsClientContext> context,
-                       std::shared_ptr<BackendObserver> observer)
+                       std::shared_ptr<BackendObserver> observer,
+                       std::shared_ptr<SocketBudget> budget)
     : loops_(loops),
       options_(std::make_shared<const BackendOptions>(options)),
       context_(std::move(context)),
@@ -55,6 +57,7 @@ SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
       // first check (one needless rebuild), never as a missed one... except a change that
       // is undone in between, which changes nothing.
       files_(TlsFileSnapshot::Read(options.tls)),
+      budget_(std::move(budget)),
       timer_loop_(loops->Next()),
       sweep_timer_(timer_loop_),
       retry_timer_(timer_loop_) {
@@ -86,7 +89,13 @@ absl::Time RetireTime(const PeerChain& chain, absl::Duration margin, absl::Time 
 
 }  // namespace
 
-SocketPool::~SocketPool() = default;
+SocketPool::~SocketPool() {
+  // The pool goes when nothing uses it any more (no lease, no I/O handler): its sockets are
+  // closed, so their tokens go back to the budget shared with the other pools.
+  MutexLock lock(&mu_);
+  if (budget_ != nullptr) budget_->Give(budget_held_);
+  budget_held_ = 0;
+}
 
 void SocketPool::Start() {
   const std::shared_ptr<const BackendOptions> opts = options();
@@ -238,11 +247,36 @@ void SocketPool::Dispatch() {
 int SocketPool::ReserveEmptySlotLocked() {
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].state == SlotState::kEmpty) {
+      if (!TakeBudgetLocked()) return kNoBudget;
       slots_[i].state = SlotState::kConnecting;
       return static_cast<int>(i) + 1;
     }
   }
   return 0;
+}
+
+bool SocketPool::TakeBudgetLocked() {
+  if (budget_ == nullptr) return true;
+  if (!budget_->TryTake()) return false;
+  ++budget_held_;
+  return true;
+}
+
+void SocketPool::ReconcileBudgetLocked() {
+  if (budget_ == nullptr) return;
+  int in_use = 0;
+  for (const Slot& s : slots_) in_use += s.state != SlotState::kEmpty;
+  if (budget_held_ > in_use) {
+    budget_->Give(budget_held_ - in_use);
+    budget_held_ = in_use;
+  }
+}
+
+absl::Status SocketPool::BudgetExhaustedLocked(const BackendOptions& opts) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "socket budget exhausted: ", budget_->used(), " of limits.max_backend_sockets ",
+      budget_->limit(), " backend sockets are open or connecting across all backends, and no "
+      "idle socket of backend ", opts.name, " is free; retry later"));
 }
 
 void SocketPool::RemoveIdleLocked(int slot) {
@@ -252,6 +286,8 @@ void SocketPool::RemoveIdleLocked(int slot) {
 void SocketPool::DispatchLocked(Actions* actions) {
   const std::shared_ptr<const BackendOptions> opts = options();
   const absl::Time now = absl::Now();
+  // Slots emptied since the last dispatch free their tokens before new sockets are counted.
+  ReconcileBudgetLocked();
   if (shut_down_) {
     for (Waiter& w : waiters_) {
       actions->failures.emplace_back(
@@ -282,6 +318,13 @@ void SocketPool::DispatchLocked(Actions* actions) {
         continue;
       }
       if (slot.state == SlotState::kEmpty && !backing_off) {
+        if (!TakeBudgetLocked()) {
+          // Its own slot is free, so nothing this caller could wait for frees a token.
+          budget_->NoteRefused();
+          actions->failures.emplace_back(std::move(*it), BudgetExhaustedLocked(*opts));
+          it = waiters_.erase(it);
+          continue;
+        }
         slot.state = SlotState::kConnecting;
         ++connecting;
         actions->connects.push_back(it->slot);
@@ -319,16 +362,33 @@ void SocketPool::DispatchLocked(Actions* actions) {
   } else {
     // New sockets for callers with nothing to take (sockets on their way back count as
     // supply), then up to min_idle spare ones.
+    bool out_of_budget = false;
     while (connecting + returning < unserved_any) {
       int slot = ReserveEmptySlotLocked();
-      if (slot == 0) break;
+      if (slot == kNoBudget) out_of_budget = true;
+      if (slot <= 0) break;
       ++connecting;
       actions->connects.push_back(slot);
+    }
+    if (out_of_budget) {
+      // The pool could open a socket but the broker-wide budget is used up. Callers covered by
+      // a socket already connecting or coming back keep waiting (oldest first); the newest
+      // beyond that are refused now (see SocketBudget for why they do not wait).
+      int covered = connecting + returning;
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (it->slot != 0 || covered-- > 0) {
+          ++it;
+          continue;
+        }
+        budget_->NoteRefused();
+        actions->failures.emplace_back(std::move(*it), BudgetExhaustedLocked(*opts));
+        it = waiters_.erase(it);
+      }
     }
     if (started_) {
       while (static_cast<int>(idle_.size()) + connecting - unserved_any < opts->pool.min_idle) {
         int slot = ReserveEmptySlotLocked();
-        if (slot == 0) break;
+        if (slot <= 0) break;
         ++connecting;
         actions->connects.push_back(slot);
       }
@@ -359,6 +419,7 @@ void SocketPool::ScheduleRetryLocked() {
 }
 
 void SocketPool::ReportStatesLocked() {
+  ReconcileBudgetLocked();
   int connecting = 0, idle = 0, leased = 0, retiring = 0;
   for (const Slot& s : slots_) {
     connecting += s.state == SlotState::kConnecting;
@@ -381,7 +442,9 @@ void SocketPool::Run(Actions actions) {
       auto timer = waiter.timer;
       asio::post(timer->get_executor(), [timer] { timer->cancel(); });
     }
-    observer_->OnLeaseRefused("unavailable");
+    observer_->OnLeaseRefused(status.code() == absl::StatusCode::kResourceExhausted
+                                  ? "resource_exhausted"
+                                  : "unavailable");
     std::move(waiter.done)(status);
   }
   for (auto& [socket, reason] : actions.closes) {

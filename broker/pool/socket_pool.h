@@ -20,6 +20,7 @@
 #include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
 #include "broker/tls/peer_chain.h"
+#include "broker/pool/socket_budget.h"
 #include "broker/tls/tls_client_context.h"
 #include "broker/tls/tls_file_snapshot.h"
 #include "broker/tls/tls_socket.h"
@@ -103,9 +104,12 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
     std::string caller;     // For logs and the lease record.
   };
 
+  // `budget` (may be null: no broker-wide limit) is shared with the other pools of the broker;
+  // see SocketBudget.
   static absl::StatusOr<std::shared_ptr<SocketPool>> Create(
       const BackendOptions& options, EventLoops* loops,
-      std::shared_ptr<BackendObserver> observer = nullptr);
+      std::shared_ptr<BackendObserver> observer = nullptr,
+      std::shared_ptr<SocketBudget> budget = nullptr);
   ~SocketPool();
   SocketPool(const SocketPool&) = delete;
   SocketPool& operator=(const SocketPool&) = delete;
@@ -114,7 +118,8 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void Start();
 
   // Calls `done` exactly once: inline for errors known at once, otherwise on an I/O thread.
-  // Errors: kNotFound (client ID not of this pool), kResourceExhausted (max_waiters),
+  // Errors: kNotFound (client ID not of this pool), kResourceExhausted (max_waiters, or the
+  // broker's socket budget is used up and no idle socket can serve the caller),
   // kDeadlineExceeded, kUnavailable "<reason>: ..." (backend failing, or pool shut down),
   // kCancelled (CancelAcquire). Returns a ticket for CancelAcquire.
   uint64_t Acquire(AcquireRequest request, AcquireCallback done);
@@ -192,12 +197,22 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
 
   SocketPool(const BackendOptions& options, EventLoops* loops,
              std::shared_ptr<const TlsClientContext> context,
-             std::shared_ptr<BackendObserver> observer);
+             std::shared_ptr<BackendObserver> observer, std::shared_ptr<SocketBudget> budget);
 
   void Dispatch() ABSL_LOCKS_EXCLUDED(mu_);
   void DispatchLocked(Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run(Actions actions) ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks an empty slot connecting and takes a budget token for it. 0 when every slot is in
+  // use; kNoBudget when a slot is free but the socket budget is used up.
   int ReserveEmptySlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static constexpr int kNoBudget = -1;
+  // Takes a budget token for one more socket (always true without a budget).
+  bool TakeBudgetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives back the tokens of slots that became empty since the last call. Every path that
+  // empties a slot runs DispatchLocked, which calls this, so tokens follow the slots.
+  void ReconcileBudgetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status BudgetExhaustedLocked(const BackendOptions& opts) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveIdleLocked(int slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmWaiterTimerLocked(Waiter* waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -241,6 +256,7 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   TlsFileSnapshot files_ ABSL_GUARDED_BY(watch_mu_);
   absl::Time next_file_check_ ABSL_GUARDED_BY(watch_mu_) = absl::InfinitePast();
   bool crl_stale_reported_ ABSL_GUARDED_BY(watch_mu_) = false;
+  const std::shared_ptr<SocketBudget> budget_;  // May be null.
   asio::io_context& timer_loop_;  // Runs the sweep and retry timers.
   asio::steady_timer sweep_timer_;
   asio::steady_timer retry_timer_;
@@ -257,6 +273,8 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   absl::Time backoff_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Status last_failure_ ABSL_GUARDED_BY(mu_);
   PoolStats counters_ ABSL_GUARDED_BY(mu_);
+  // Budget tokens this pool holds: one per non-empty slot, once reconciled.
+  int budget_held_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tlsbroker

@@ -330,5 +330,26 @@ TEST_F(PrometheusObserverTest, SerializedMetricsPassPromtoolCheck) {
   std::remove(output.c_str());
 }
 
+// The broker-wide series (socket budget, refusals, insecure files) carry no backend label and
+// show what the observer was told.
+TEST_F(PrometheusObserverTest, BrokerWideSeriesReportBudgetRefusalsAndInsecureFiles) {
+  observer_->OnSocketBudget(3, 2);
+  observer_->OnSocketBudgetRefused();
+  observer_->OnSocketBudgetRefused();
+  observer_->OnCallerLeaseLimitRefused();
+  observer_->OnInsecureFilePermissions(1);
+  auto global = [this](absl::string_view name, Labels labels = {}) -> std::optional<double> {
+    for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+      if (sample.name == name && sample.labels == labels) return sample.value;
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "limit"}}), 3.0);
+  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "used"}}), 2.0);
+  EXPECT_EQ(global(m::kSocketBudgetRefusalsTotal), 2.0);
+  EXPECT_EQ(global(m::kCallerLeaseLimitRefusalsTotal), 1.0);
+  EXPECT_EQ(global(m::kInsecureFilePermissions), 1.0);
+}
+
 }  // namespace
 }  // namespace tlsbroker
