@@ -101,7 +101,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 21u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 25u);
 }
 
 // Unknown label values map to "other"; known ones to their own position.
