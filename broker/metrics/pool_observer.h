@@ -45,6 +45,10 @@ class BackendObserver {
   virtual void OnPeerCertNotAfter(absl::Time not_after) = 0;
   virtual void OnClientCertNotAfter(absl::Time not_after) = 0;
   virtual void OnEnullSockets(int sockets) = 0;
+  // An OCSP check of the backend certificate: `source` is staple, responder, cache or none;
+  // `status` is good, revoked, unknown, unreachable or invalid. A no-op by default so that
+  // observers which do not export OCSP need not change.
+  virtual void OnOcspResponse(absl::string_view /*source*/, absl::string_view /*status*/) {}
 };
 
 // Hands out one BackendObserver per backend. Thread-safe.

@@ -33,6 +33,8 @@ static_assert(EndsWithOther(m::kLeaseEndResults));
 static_assert(EndsWithOther(m::kCloseReasons));
 static_assert(EndsWithOther(m::kGrpcCodes));
 static_assert(EndsWithOther(m::kDirections));
+static_assert(EndsWithOther(m::kOcspSources));
+static_assert(EndsWithOther(m::kOcspStatuses));
 
 // Handshakes: from a fast resumption on loopback to a slow full handshake across a WAN.
 const Histogram::BucketBoundaries& HandshakeBuckets() {
@@ -98,6 +100,13 @@ class PrometheusBackendObserver final : public BackendObserver {
     peer_not_after_ = &f.peer_cert_not_after_timestamp_seconds->Add(base);
     client_not_after_ = &f.client_cert_not_after_timestamp_seconds->Add(base);
     enull_sockets_ = &f.enull_sockets->Add(base);
+    for (size_t src = 0; src < std::size(m::kOcspSources); ++src) {
+      for (size_t st = 0; st < std::size(m::kOcspStatuses); ++st) {
+        Labels labels = with(m::kLabelSource, m::kOcspSources[src]);
+        labels.emplace(Str(m::kLabelStatus), Str(m::kOcspStatuses[st]));
+        ocsp_responses_[src][st] = &f.ocsp_responses_total->Add(labels);
+      }
+    }
   }
 
   // BackendObserver
@@ -146,6 +155,11 @@ class PrometheusBackendObserver final : public BackendObserver {
     client_not_after_->Set(static_cast<double>(absl::ToUnixSeconds(not_after)));
   }
   void OnEnullSockets(int sockets) override { enull_sockets_->Set(sockets); }
+  void OnOcspResponse(absl::string_view source, absl::string_view status) override {
+    ocsp_responses_[m::LabelIndex(m::kOcspSources, source)]
+                   [m::LabelIndex(m::kOcspStatuses, status)]
+                       ->Increment();
+  }
 
  private:
   template <typename With, size_t N>
@@ -172,6 +186,8 @@ class PrometheusBackendObserver final : public BackendObserver {
   Gauge* peer_not_after_;
   Gauge* client_not_after_;
   Gauge* enull_sockets_;
+  std::array<std::array<Counter*, std::size(m::kOcspStatuses)>, std::size(m::kOcspSources)>
+      ocsp_responses_;
 };
 
 static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idle" &&
@@ -220,6 +236,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
     f.leases_ended_total =
         counter(m::kLeasesEndedTotal, "Granted leases that ended, by how they ended.");
     f.leases_total = counter(m::kLeasesTotal, "Lease acquisitions, by result.");
+    f.ocsp_responses_total =
+        counter(m::kOcspResponsesTotal,
+                "OCSP checks of backend certificates, by where the answer came from and what it "
+                "said.");
     f.peer_cert_not_after_timestamp_seconds =
         gauge(m::kPeerCertNotAfterTimestampSeconds,
               "Expiry (Unix time) of the backend certificate seen at the latest handshake; 0 "
