@@ -59,6 +59,22 @@ struct OcspChecker::Shared {
   X509StorePtr trust;  // The backend's CA bundle, without CRL flags.
   mutable Mutex mu;
   std::map<std::string, CacheEntry> cache ABSL_GUARDED_BY(mu);
+  // Queries in flight by certificate ID, with everyone waiting for their answer: sockets that
+  // connect together (a prewarmed pool) or re-check together share one query.
+  std::map<std::string, std::vector<Done>> in_flight ABSL_GUARDED_BY(mu);
+
+  // Hands `verdict` to every waiter of the query for `key`.
+  void Complete(const std::string& key, const OcspVerdict& verdict) {
+    std::vector<Done> waiters;
+    {
+      MutexLock lock(&mu);
+      auto it = in_flight.find(key);
+      if (it == in_flight.end()) return;
+      waiters = std::move(it->second);
+      in_flight.erase(it);
+    }
+    for (Done& done : waiters) std::move(done)(verdict);
+  }
 
   // The verdict for a known certificate status under this backend's policy.
   OcspVerdict Decide(int status, int reason, absl::Time valid_until, std::string source) const {
@@ -292,15 +308,22 @@ void OcspChecker::Query(OcspSubject subject, Done done) {
   }
   OcspRequestPtr request(OCSP_REQUEST_new());
   OCSP_CERTID* id = OCSP_cert_to_id(nullptr, subject.leaf.get(), subject.issuer.get());
-  if (!request || id == nullptr || OCSP_request_add0_id(request.get(), id) == nullptr) {
+  const std::string key = id != nullptr ? CertIdKey(id) : "";
+  if (!request || key.empty() || OCSP_request_add0_id(request.get(), id) == nullptr) {
     OCSP_CERTID_free(id);
     std::move(done)(shared_->Invalid("responder", "cannot build the OCSP request"));
     return;
   }
+  {
+    MutexLock lock(&shared_->mu);
+    std::vector<Done>& waiters = shared_->in_flight[key];
+    waiters.push_back(std::move(done));
+    if (waiters.size() > 1) return;  // The query in flight answers this one too.
+  }
   unsigned char* der = nullptr;
   const int len = i2d_OCSP_REQUEST(request.get(), &der);
   if (len <= 0) {
-    std::move(done)(shared_->Invalid("responder", "cannot encode the OCSP request"));
+    shared_->Complete(key, shared_->Invalid("responder", "cannot encode the OCSP request"));
     return;
   }
   std::string body(reinterpret_cast<char*>(der), len);
@@ -309,16 +332,15 @@ void OcspChecker::Query(OcspSubject subject, Done done) {
   asio::io_context* io = io_.get();
   std::shared_ptr<Shared> shared = shared_;
   const absl::Duration timeout = options_.timeout;
-  asio::post(*io, [io, shared, url = *std::move(url), body = std::move(body), timeout,
-                   subject = std::move(subject), done = std::move(done)]() mutable {
+  asio::post(*io, [io, shared, key, url = *std::move(url), body = std::move(body), timeout,
+                   subject = std::move(subject)]() mutable {
     HttpPost(*io, url, std::move(body), timeout,
-             [shared, subject = std::move(subject),
-              done = std::move(done)](absl::StatusOr<std::string> response) mutable {
+             [shared, key, subject = std::move(subject)](absl::StatusOr<std::string> response) {
                if (!response.ok()) {
-                 std::move(done)(shared->Unreachable(response.status().message()));
+                 shared->Complete(key, shared->Unreachable(response.status().message()));
                  return;
                }
-               std::move(done)(shared->Evaluate(subject, *response, "responder"));
+               shared->Complete(key, shared->Evaluate(subject, *response, "responder"));
              });
   });
 }

@@ -322,6 +322,37 @@ TEST_F(OcspTest, SecondSocketIsAnsweredFromTheCacheWithoutAQuery) {
   EXPECT_EQ(responder->requests(), 1);
 }
 
+// Sockets connecting at the same moment (a prewarmed pool) share one query.
+TEST_F(OcspTest, ConcurrentHandshakesShareOneResponderQuery) {
+  auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
+  ASSERT_NE(responder, nullptr);
+  auto server = StartServer("server");
+  ASSERT_NE(server, nullptr);
+  auto ctx = MakeContext(QueryOptions(responder->url()));
+  ASSERT_NE(ctx, nullptr);
+  static constexpr int kSockets = 4;
+  std::vector<std::shared_ptr<TlsSocket>> sockets;
+  for (int i = 0; i < kSockets; ++i) {
+    sockets.push_back(std::make_shared<TlsSocket>(io_, ctx));
+    sockets_.push_back(sockets.back());
+  }
+  const int port = server->port();
+  absl::Status all = RunOnLoop<absl::Status>([sockets, port](auto done) {
+    auto remaining = std::make_shared<int>(kSockets);
+    auto first_error = std::make_shared<absl::Status>();
+    for (const auto& socket : sockets) {
+      socket->Connect("127.0.0.1", static_cast<uint16_t>(port), absl::Seconds(5),
+                      absl::Seconds(5), [done, remaining, first_error](absl::Status s) {
+                        if (!s.ok() && first_error->ok()) *first_error = s;
+                        if (--*remaining == 0) done(*first_error);
+                      });
+    }
+  });
+  ASSERT_TRUE(all.ok()) << all;
+  EXPECT_EQ(responder->requests(), 1);
+  for (const auto& socket : sockets) EXPECT_EQ(Info(socket).ocsp_status, "good");
+}
+
 // ---- stapling -----------------------------------------------------------------------------
 
 TEST_F(OcspTest, StapledGoodResponseIsAcceptedWithoutAQuery) {
