@@ -2,7 +2,6 @@
 // it on 127.0.0.1), `openssl s_server -status_file` stapling responses made by `openssl ocsp`,
 // and the project's TlsTestServer as the backend when several sockets are needed.
 
-#include <asio/post.hpp>
 #include <atomic>
 #include <fstream>
 #include <functional>
@@ -10,6 +9,10 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+// After the standard headers: Asio picks its allocator from what they define, and every
+// translation unit must pick the same one.
+#include <asio/post.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
