@@ -37,6 +37,9 @@ class RecordingObserver final : public BackendObserver {
   void OnPeerCertNotAfter(absl::Time) override {}
   void OnClientCertNotAfter(absl::Time) override {}
   void OnEnullSockets(int) override {}
+  void OnOcspResponse(absl::string_view source, absl::string_view status) override {
+    Count("ocsp:" + std::string(source) + ":" + std::string(status));
+  }
 
   int Get(const std::string& key) const {
     MutexLock lock(&mu_);
