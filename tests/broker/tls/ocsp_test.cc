@@ -325,6 +325,52 @@ TEST_F(OcspTest, SecondSocketIsAnsweredFromTheCacheWithoutAQuery) {
   EXPECT_EQ(responder->requests(), 1);
 }
 
+// Without responder_url the query goes to the certificate's own AIA OCSP URL. The backend gets
+// a fresh certificate (issued by the test intermediate) whose AIA names the test's responder,
+// and the responder's index lists it as valid.
+TEST_F(OcspTest, WithoutResponderUrlTheCertificatesAiaUrlIsQueried) {
+  const std::string index = dir_ + "/index.txt";
+  std::ofstream(index).close();
+  auto responder = OcspResponder::Start(index);
+  ASSERT_NE(responder, nullptr);
+  const std::string key = dir_ + "/aia.key", csr = dir_ + "/aia.csr", crt = dir_ + "/aia.crt";
+  const std::string ext = dir_ + "/aia.ext";
+  {
+    std::ofstream(ext) << "basicConstraints = critical,CA:FALSE\n"
+                       << "keyUsage = critical,digitalSignature\n"
+                       << "extendedKeyUsage = serverAuth\n"
+                       << "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+                       << "authorityInfoAccess = OCSP;URI:" << responder->url() << "\n";
+  }
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", key},
+           {"openssl", "req", "-new", "-key", key, "-subj", "/C=GB/O=Example/CN=aia.backend",
+            "-out", csr},
+           {"openssl", "x509", "-req", "-in", csr, "-CA", PkiPath("ec", "int.crt"), "-CAkey",
+            PkiPath("ec", "int.key"), "-set_serial", "0x7A1A", "-days", "2", "-extfile", ext,
+            "-out", crt}}) {
+    auto run = testutil::RunCommand(argv);
+    ASSERT_TRUE(run.ok() && run->exit_code == 0)
+        << argv[1] << ": " << (run.ok() ? run->output : run.status().ToString());
+  }
+  // The `openssl ca` index line for it: valid, expiry far ahead, serial 7A1A.
+  { std::ofstream(index) << "V\t491231235959Z\t\t7A1A\tunknown\t/C=GB/O=Example/CN=aia.backend\n"; }
+  TlsTestServerOptions server_options = TlsTestServer::PkiOptions("ec");
+  server_options.cert_file = crt;
+  server_options.key_file = key;
+  server_options.chain_file = PkiPath("ec", "int.crt");
+  auto server = TlsTestServer::Create(server_options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  TlsOptions options = QueryOptions("");  // No responder_url.
+  std::shared_ptr<TlsSocket> socket;
+  absl::Status status = ConnectNew(MakeContext(options), (*server)->port(), &socket);
+  ASSERT_TRUE(status.ok()) << status << "\n" << responder->log();
+  EXPECT_EQ(Info(socket).ocsp_source, "responder");
+  EXPECT_EQ(Info(socket).ocsp_status, "good");
+  EXPECT_EQ(responder->requests(), 1);
+}
+
 // Sockets connecting at the same moment (a prewarmed pool) share one query.
 TEST_F(OcspTest, ConcurrentHandshakesShareOneResponderQuery) {
   auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
