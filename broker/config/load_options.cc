@@ -640,6 +640,16 @@ class Checker {
     out->on_unreachable =
         in.on_unreachable() == pb::FailPolicy::ALLOW ? FailPolicy::kAllow : FailPolicy::kFail;
     out->timeout = Duration(in.timeout(), Join(path, "timeout"), out->timeout);
+    // Settings that the chosen mode ignores are almost always a mistake in the mode.
+    if (out->mode == OcspMode::kOff &&
+        (!in.responder_url().empty() || in.on_unknown() != pb::FailPolicy::UNSPECIFIED ||
+         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED)) {
+      Warning(Join(path, "mode"), "OCSP is OFF: the other ocsp settings have no effect");
+    }
+    if (out->mode == OcspMode::kStapleOnly && !in.responder_url().empty()) {
+      Warning(Join(path, "responder_url"),
+              "not used with mode STAPLE_ONLY (use STAPLE_OR_QUERY to fall back to it)");
+    }
   }
 
   void CheckPool(const pb::Pool& in, const std::string& path, PoolOptions* out) {

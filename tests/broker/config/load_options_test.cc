@@ -607,6 +607,19 @@ TEST_F(KeystoreConfigTest, EncryptedKeyWithoutPasswordSaysWhatToSet) {
   EXPECT_THAT(e->message, HasSubstr("key_password_file"));
 }
 
+TEST_F(KeystoreConfigTest, OcspSettingsIgnoredByTheModeAreWarnedAbout) {
+  ConfigReport report = Load("      ocsp: {responder_url: \"http://127.0.0.1:1/\"}\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_THAT(report.warnings[0].message, HasSubstr("OCSP is OFF"));
+  report = Load(
+      "      ocsp: {mode: STAPLE_ONLY, responder_url: \"http://127.0.0.1:1/\"}\n");
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_THAT(report.warnings[0].message, HasSubstr("STAPLE_OR_QUERY"));
+  report = Load("      ocsp: {mode: STAPLE_OR_QUERY, responder_url: \"http://127.0.0.1:1/\"}\n");
+  EXPECT_TRUE(report.warnings.empty());
+}
+
 TEST_F(KeystoreConfigTest, BadSpkiPinIsAnErrorNamingIt) {
   const ConfigReport report = Load("      spki_pins: [\"abc\"]\n");
   const ConfigError* e = FindError(report, "backends[0].tls.spki_pins[0]");
