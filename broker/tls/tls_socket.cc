@@ -198,10 +198,11 @@ void TlsSocket::StartOcspCheck() {
   }
   OcspSubject subject{ocsp_subject_.leaf ? UpRef(ocsp_subject_.leaf.get()) : nullptr,
                       ocsp_subject_.issuer ? UpRef(ocsp_subject_.issuer.get()) : nullptr};
-  // The verdict may come from the OCSP worker thread: hop back onto this socket's loop.
+  // The verdict may come from the OCSP worker thread: hop back onto this socket's loop. `self`
+  // moves into the posted handler so that the worker never holds the last reference.
   auto self = shared_from_this();
   context_->ocsp()->Check(std::move(subject), std::move(staple_der),
-                          [self](OcspVerdict verdict) {
+                          [self](OcspVerdict verdict) mutable {
                             asio::io_context& io = self->io_;
                             asio::post(io, [self = std::move(self),
                                             verdict = std::move(verdict)]() mutable {
