@@ -4,6 +4,8 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+
 #include <asio/post.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -16,8 +18,9 @@ namespace {
 
 // Clock skew tolerated on thisUpdate/nextUpdate (the responder's clock and ours differ).
 constexpr long kValiditySkewSeconds = 300;
-// How long an answer without nextUpdate is reused: RFC 6960 says newer information is always
-// available then, but re-asking on every handshake would hammer the responder.
+// How long an answer without nextUpdate (and any "unknown" answer) is reused: RFC 6960 says
+// newer information is always available then, but re-asking on every handshake would hammer
+// the responder.
 constexpr absl::Duration kNoNextUpdateLifetime = absl::Minutes(5);
 // The cache is bounded so that a backend cycling through certificates cannot grow it forever.
 constexpr size_t kMaxCacheEntries = 4096;
@@ -145,9 +148,13 @@ struct OcspChecker::Shared {
       DrainOpenSslErrors();
       return Invalid(source, "out of date (thisUpdate/nextUpdate do not cover now)");
     }
-    const absl::Time valid_until = next_update != nullptr
-                                       ? Asn1ToTime(next_update)
-                                       : absl::Now() + kNoNextUpdateLifetime;
+    absl::Time valid_until = next_update != nullptr ? Asn1ToTime(next_update)
+                                                    : absl::Now() + kNoNextUpdateLifetime;
+    // "unknown" is often a certificate the responder has not heard of yet: ask again soon
+    // rather than refusing a freshly issued backend certificate for a whole nextUpdate period.
+    if (status == V_OCSP_CERTSTATUS_UNKNOWN) {
+      valid_until = std::min(valid_until, absl::Now() + kNoNextUpdateLifetime);
+    }
     Store(CertIdKey(id.get()), CacheEntry{status, reason, valid_until});
     return Decide(status, reason, valid_until, std::move(source));
   }

@@ -286,6 +286,9 @@ TEST_F(OcspTest, ResponderAnsweringUnknownIsAcceptedWithOnUnknownAllow) {
   absl::Status status = ConnectNew(MakeContext(options), server->port(), &socket);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(Info(socket).ocsp_status, "unknown");
+  // "unknown" is not trusted for the responder's whole nextUpdate (a day): minutes at most.
+  ASSERT_TRUE(Info(socket).ocsp_valid_until.has_value());
+  EXPECT_LE(*Info(socket).ocsp_valid_until, absl::Now() + absl::Minutes(5));
 }
 
 TEST_F(OcspTest, ResponderDownFailsWithOcspUnreachableByDefault) {
