@@ -226,7 +226,10 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
     std::cout << "  " << b.name << ": " << b.host << ":" << b.port << ", server name "
               << b.server_name << "\n";
     std::cout << "    tls: " << PolicyName(b.tls.encryption) << ", client certificate "
-              << (b.tls.cert_file.empty() ? "none" : "yes") << ", CRLs " << b.tls.crl_files.size()
+              << (!b.tls.pkcs12_file.empty()  ? "PKCS#12"
+                  : b.tls.cert_file.empty()     ? "none"
+                                                : "yes")
+              << ", CRLs " << b.tls.crl_files.size()
               << ", OCSP " << OcspName(b.tls.ocsp.mode) << ", session resumption "
               << (b.tls.session_resumption ? "on" : "off") << "\n";
     std::cout << "    pool: " << (p.mode == PoolMode::kPersistent ? "PERSISTENT" : "PER_LEASE")

@@ -28,7 +28,10 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "absl/strings/escaping.h"
 #include "broker/config/yaml_to_json.h"
+#include "broker/tls/keystore.h"
+#include "broker/tls/peer_name_filter.h"
 #include "broker/tls/openssl_ptr.h"
 #include "google/protobuf/util/json_util.h"
 #include "tlsbroker/config/v1/config.pb.h"
@@ -291,8 +294,22 @@ class Checker {
     return certs;
   }
 
-  EvpPkeyPtr PrivateKey(const std::string& file, const std::string& path) {
+  EvpPkeyPtr PrivateKey(const std::string& file, const std::string& path,
+                        const std::string& password_file = "", bool encrypted_allowed = false) {
     const std::string resolved = Resolve(file);
+    if (encrypted_allowed) {
+      // Backend client keys may be encrypted (tls.key_password_file / tls.password_file).
+      if (!std::filesystem::exists(resolved)) {
+        Error(path, absl::StrCat("file ", Quote(resolved), " does not exist"));
+        return nullptr;
+      }
+      absl::StatusOr<EvpPkeyPtr> key = LoadPemPrivateKey(resolved, password_file);
+      if (!key.ok()) {
+        Error(path, std::string(key.status().message()));
+        return nullptr;
+      }
+      return *std::move(key);
+    }
     const std::optional<std::string> data = ReadConfigFile(resolved, path);
     if (!data) return nullptr;
     BioPtr bio = MemBio(*data);
@@ -346,7 +363,8 @@ class Checker {
   // A certificate chain + key pair; both or neither. Returns the resolved paths.
   void CertAndKey(const std::string& cert, const std::string& key, const std::string& path,
                   absl::string_view cert_field, absl::string_view key_field, bool required,
-                  std::string* cert_out, std::string* key_out) {
+                  std::string* cert_out, std::string* key_out,
+                  const std::string& key_password_file = "", bool encrypted_key_allowed = false) {
     const std::string cert_path = Join(path, cert_field);
     const std::string key_path = Join(path, key_field);
     if (cert.empty() && key.empty()) {
@@ -371,7 +389,7 @@ class Checker {
     }
     if (!key.empty()) {
       *key_out = Resolve(key);
-      pkey = PrivateKey(key, key_path);
+      pkey = PrivateKey(key, key_path, key_password_file, encrypted_key_allowed);
       if (pkey != nullptr) CheckPrivateFile(*key_out, key_path, "private key");
     }
     if (!chain.empty() && pkey != nullptr) {
@@ -562,8 +580,7 @@ class Checker {
       out->ca_file = Resolve(in.ca());
       Certificates(in.ca(), Join(path, "ca"), "CA bundle");
     }
-    CertAndKey(in.cert(), in.key(), path, "cert", "key", /*required=*/false, &out->cert_file,
-               &out->key_file);
+    CheckClientCredentials(in, path, out);
     switch (in.encryption()) {
       case pb::Encryption::WEAK:
         out->encryption = CipherPolicy::kWeak;
@@ -609,6 +626,15 @@ class Checker {
     out->verify_server_name = !in.has_verify_server_name() || in.verify_server_name();
     out->peer_name = in.peer_name();
     out->issuer_name = in.issuer_name();
+    // Parse errors name the character position in the pattern.
+    if (!in.peer_name().empty()) {
+      absl::StatusOr<PeerNameFilter> f = PeerNameFilter::Parse(in.peer_name());
+      if (!f.ok()) Error(Join(path, "peer_name"), std::string(f.status().message()));
+    }
+    if (!in.issuer_name().empty()) {
+      absl::StatusOr<PeerNameFilter> f = PeerNameFilter::Parse(in.issuer_name());
+      if (!f.ok()) Error(Join(path, "issuer_name"), std::string(f.status().message()));
+    }
     for (const std::string& s : in.san().dns()) out->san_dns.push_back(s);
     for (int i = 0; i < in.san().ip_size(); ++i) {
       if (!IsIpLiteral(in.san().ip(i))) {
@@ -618,6 +644,16 @@ class Checker {
       out->san_ip.push_back(in.san().ip(i));
     }
     for (const std::string& s : in.san().uri()) out->san_uri.push_back(s);
+    for (int i = 0; i < in.spki_pins_size(); ++i) {
+      std::string digest;
+      if (!absl::Base64Unescape(in.spki_pins(i), &digest) || digest.size() != 32) {
+        Error(absl::StrCat(path, ".spki_pins[", i, "]"),
+              absl::StrCat("expected the base64 SHA-256 digest of a public key (44 characters), "
+                           "got ",
+                           Quote(in.spki_pins(i))));
+      }
+      out->spki_pins.push_back(in.spki_pins(i));
+    }
     for (int i = 0; i < in.crl_size(); ++i) {
       out->crl_files.push_back(Resolve(in.crl(i)));
       CheckCrl(in.crl(i), absl::StrCat(path, ".crl[", i, "]"));
@@ -646,6 +682,46 @@ class Checker {
                                   out->expiry_margin);
   }
 
+  // cert + key (the key possibly encrypted), or a PKCS#12 bundle; passwords come from files.
+  void CheckClientCredentials(const pb::BackendTls& in, const std::string& path,
+                              TlsOptions* out) {
+    if (!in.password_file().empty()) {
+      out->password_file = Resolve(in.password_file());
+      CheckPrivateFile(out->password_file, Join(path, "password_file"), "password file");
+    }
+    if (!in.key_password_file().empty()) {
+      out->key_password_file = Resolve(in.key_password_file());
+      CheckPrivateFile(out->key_password_file, Join(path, "key_password_file"), "password file");
+    }
+    if (in.pkcs12().empty()) {
+      const std::string& key_password =
+          out->key_password_file.empty() ? out->password_file : out->key_password_file;
+      CertAndKey(in.cert(), in.key(), path, "cert", "key", /*required=*/false, &out->cert_file,
+                 &out->key_file, key_password, /*encrypted_key_allowed=*/true);
+      return;
+    }
+    if (!in.cert().empty() || !in.key().empty()) {
+      Error(Join(path, "pkcs12"), "give either pkcs12 or cert + key, not both");
+      return;
+    }
+    out->pkcs12_file = Resolve(in.pkcs12());
+    CheckPrivateFile(out->pkcs12_file, Join(path, "pkcs12"), "PKCS#12 keystore");
+    if (in.password_file().empty()) {
+      Error(Join(path, "password_file"), "required with pkcs12: the file holding its password");
+      return;
+    }
+    if (!std::filesystem::exists(out->pkcs12_file)) {
+      Error(Join(path, "pkcs12"), absl::StrCat("file ", Quote(out->pkcs12_file), " does not exist"));
+      return;
+    }
+    absl::StatusOr<ClientCredentials> creds = LoadPkcs12(out->pkcs12_file, out->password_file);
+    if (!creds.ok()) {
+      Error(Join(path, "pkcs12"), std::string(creds.status().message()));
+      return;
+    }
+    WarnIfExpired(creds->cert.get(), Join(path, "pkcs12"));
+  }
+
   void CheckOcsp(const pb::Ocsp& in, const std::string& path, OcspOptions* out) {
     switch (in.mode()) {
       case pb::OcspMode::STAPLE_ONLY:
@@ -671,6 +747,16 @@ class Checker {
     out->on_unreachable =
         in.on_unreachable() == pb::FailPolicy::ALLOW ? FailPolicy::kAllow : FailPolicy::kFail;
     out->timeout = Duration(in.timeout(), Join(path, "timeout"), out->timeout);
+    // Settings that the chosen mode ignores are almost always a mistake in the mode.
+    if (out->mode == OcspMode::kOff &&
+        (!in.responder_url().empty() || in.on_unknown() != pb::FailPolicy::UNSPECIFIED ||
+         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED)) {
+      Warning(Join(path, "mode"), "OCSP is OFF: the other ocsp settings have no effect");
+    }
+    if (out->mode == OcspMode::kStapleOnly && !in.responder_url().empty()) {
+      Warning(Join(path, "responder_url"),
+              "not used with mode STAPLE_ONLY (use STAPLE_OR_QUERY to fall back to it)");
+    }
   }
 
   void CheckPool(const pb::Pool& in, const std::string& path, PoolOptions* out) {

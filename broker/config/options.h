@@ -52,7 +52,15 @@ struct OcspOptions {
 struct TlsOptions {
   std::string ca_file;    // PEM bundle of trusted roots (and intermediates).
   std::string cert_file;  // Client certificate chain (PEM); empty = no client certificate.
-  std::string key_file;   // Client private key (PEM).
+  std::string key_file;   // Client private key (PEM), possibly encrypted.
+  // Alternative to cert_file + key_file: a PKCS#12 bundle holding the key, the client
+  // certificate and its chain, decrypted with the password in password_file.
+  std::string pkcs12_file;
+  // File holding the password of pkcs12_file, and of an encrypted key_file when
+  // key_password_file is not set. One line; a trailing newline is not part of the password.
+  std::string password_file;
+  // File holding the password of an encrypted PEM key_file (overrides password_file for it).
+  std::string key_password_file;
   // Verify the backend's certificate against BackendOptions::server_name (DNS name or IP).
   bool verify_server_name = true;
   CipherPolicy encryption = CipherPolicy::kStrong;
@@ -70,6 +78,10 @@ struct TlsOptions {
   std::vector<std::string> san_dns;
   std::vector<std::string> san_ip;
   std::vector<std::string> san_uri;
+  // SubjectPublicKeyInfo pins: base64 SHA-256 of the DER SPKI (as HPKP / `openssl pkey -pubout
+  // -outform DER | openssl dgst -sha256 -binary | base64`). When non-empty the backend
+  // certificate's key must be one of them.
+  std::vector<std::string> spki_pins;
   std::vector<std::string> crl_files;  // PEM or DER CRLs.
   bool crl_check_chain = false;        // false = leaf only.
   OcspOptions ocsp;

@@ -35,6 +35,7 @@ inline constexpr absl::string_view kLeaseDurationSeconds = "tlsbroker_lease_dura
 inline constexpr absl::string_view kLeaseWaitSeconds = "tlsbroker_lease_wait_seconds";
 inline constexpr absl::string_view kLeasesEndedTotal = "tlsbroker_leases_ended_total";
 inline constexpr absl::string_view kLeasesTotal = "tlsbroker_leases_total";
+inline constexpr absl::string_view kOcspResponsesTotal = "tlsbroker_ocsp_responses_total";
 inline constexpr absl::string_view kPeerCertNotAfterTimestampSeconds =
     "tlsbroker_peer_cert_not_after_timestamp_seconds";
 inline constexpr absl::string_view kPoolSockets = "tlsbroker_pool_sockets";
@@ -65,6 +66,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kLeaseWaitSeconds,
     kLeasesEndedTotal,
     kLeasesTotal,
+    kOcspResponsesTotal,
     kPeerCertNotAfterTimestampSeconds,
     kPoolSockets,
     kPoolWaiters,
@@ -84,7 +86,9 @@ inline constexpr absl::string_view kLabelFile = "file";
 inline constexpr absl::string_view kLabelReason = "reason";
 inline constexpr absl::string_view kLabelResult = "result";
 inline constexpr absl::string_view kLabelResumed = "resumed";
+inline constexpr absl::string_view kLabelSource = "source";
 inline constexpr absl::string_view kLabelState = "state";
+inline constexpr absl::string_view kLabelStatus = "status";
 
 // The catch-all value, last in every set below.
 inline constexpr absl::string_view kOther = "other";
@@ -102,6 +106,10 @@ inline constexpr absl::string_view kHandshakeResults[] = {
     "certificate_revoked",
     "crl_stale",
     "crl_unavailable",
+    "ocsp_unknown",
+    "ocsp_unreachable",
+    "ocsp_invalid",
+    "spki_pin_mismatch",
     "handshake_timeout",
     "connect_timeout",
     "connect_refused",
@@ -117,8 +125,16 @@ inline constexpr absl::string_view kHandshakeResults[] = {
 inline constexpr absl::string_view kCertVerifyFailureReasons[] = {
     "unknown_ca",          "expired",         "not_yet_valid",       "hostname_mismatch",
     "peer_name_mismatch",  "san_mismatch",    "issuer_mismatch",     "certificate_revoked",
-    "bad_certificate",     "crl_stale",       "crl_unavailable",     kOther,
+    "bad_certificate",     "crl_stale",       "crl_unavailable",     "ocsp_unknown",
+    "ocsp_unreachable",    "ocsp_invalid",    "spki_pin_mismatch",   kOther,
 };
+
+// ocsp_responses_total{source}: where an OCSP answer came from ("none": no answer was had).
+inline constexpr absl::string_view kOcspSources[] = {"staple", "responder", "cache", "none",
+                                                     kOther};
+// ocsp_responses_total{status}: what it said, or why there was no usable answer.
+inline constexpr absl::string_view kOcspStatuses[] = {"good",        "revoked", "unknown",
+                                                      "unreachable", "invalid", kOther};
 
 // tls_handshakes_total{resumed}.
 inline constexpr absl::string_view kResumedValues[] = {"false", "true"};

@@ -52,6 +52,10 @@ class BackendObserver {
   // A changed certificate, key or CA file (`file`: cert, key, ca) was rejected; the previous
   // credentials stay in use.
   virtual void OnCredentialReloadFailure(absl::string_view file) = 0;
+  // An OCSP check of the backend certificate: `source` is staple, responder, cache or none;
+  // `status` is good, revoked, unknown, unreachable or invalid. A no-op by default so that
+  // observers which do not export OCSP need not change.
+  virtual void OnOcspResponse(absl::string_view /*source*/, absl::string_view /*status*/) {}
 };
 
 // Hands out one BackendObserver per backend. Thread-safe.

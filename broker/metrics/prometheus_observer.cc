@@ -33,6 +33,8 @@ static_assert(EndsWithOther(m::kLeaseEndResults));
 static_assert(EndsWithOther(m::kCloseReasons));
 static_assert(EndsWithOther(m::kGrpcCodes));
 static_assert(EndsWithOther(m::kDirections));
+static_assert(EndsWithOther(m::kOcspSources));
+static_assert(EndsWithOther(m::kOcspStatuses));
 
 // Handshakes: from a fast resumption on loopback to a slow full handshake across a WAN.
 const Histogram::BucketBoundaries& HandshakeBuckets() {
@@ -103,6 +105,13 @@ class PrometheusBackendObserver final : public BackendObserver {
     crl_reload_failures_ = &f.crl_reload_failures_total->Add(base);
     Fill(*f.credential_reload_failures_total, with, m::kLabelFile, m::kCredentialFiles,
          credential_reload_failures_);
+    for (size_t src = 0; src < std::size(m::kOcspSources); ++src) {
+      for (size_t st = 0; st < std::size(m::kOcspStatuses); ++st) {
+        Labels labels = with(m::kLabelSource, m::kOcspSources[src]);
+        labels.emplace(Str(m::kLabelStatus), Str(m::kOcspStatuses[st]));
+        ocsp_responses_[src][st] = &f.ocsp_responses_total->Add(labels);
+      }
+    }
   }
 
   // BackendObserver
@@ -159,6 +168,11 @@ class PrometheusBackendObserver final : public BackendObserver {
   void OnCredentialReloadFailure(absl::string_view file) override {
     credential_reload_failures_[m::LabelIndex(m::kCredentialFiles, file)]->Increment();
   }
+  void OnOcspResponse(absl::string_view source, absl::string_view status) override {
+    ocsp_responses_[m::LabelIndex(m::kOcspSources, source)]
+                   [m::LabelIndex(m::kOcspStatuses, status)]
+                       ->Increment();
+  }
 
  private:
   template <typename With, size_t N>
@@ -189,6 +203,8 @@ class PrometheusBackendObserver final : public BackendObserver {
   Gauge* crl_stale_;
   Counter* crl_reload_failures_;
   std::array<Counter*, std::size(m::kCredentialFiles)> credential_reload_failures_;
+  std::array<std::array<Counter*, std::size(m::kOcspStatuses)>, std::size(m::kOcspSources)>
+      ocsp_responses_;
 };
 
 static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idle" &&
@@ -258,6 +274,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
     f.leases_ended_total =
         counter(m::kLeasesEndedTotal, "Granted leases that ended, by how they ended.");
     f.leases_total = counter(m::kLeasesTotal, "Lease acquisitions, by result.");
+    f.ocsp_responses_total =
+        counter(m::kOcspResponsesTotal,
+                "OCSP checks of backend certificates, by where the answer came from and what it "
+                "said.");
     f.peer_cert_not_after_timestamp_seconds =
         gauge(m::kPeerCertNotAfterTimestampSeconds,
               "Expiry (Unix time) of the backend certificate seen at the latest handshake; 0 "

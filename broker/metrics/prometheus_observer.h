@@ -65,6 +65,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
     prometheus::Family<prometheus::Histogram>* lease_wait_seconds;
     prometheus::Family<prometheus::Counter>* leases_ended_total;
     prometheus::Family<prometheus::Counter>* leases_total;
+    prometheus::Family<prometheus::Counter>* ocsp_responses_total;
     prometheus::Family<prometheus::Gauge>* peer_cert_not_after_timestamp_seconds;
     prometheus::Family<prometheus::Gauge>* pool_sockets;
     prometheus::Family<prometheus::Gauge>* pool_waiters;

@@ -490,11 +490,13 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
   const TlsSessionInfo& info = tls->session_info();
   observer_->OnHandshake(result, status.ok() && info.resumed,
                          status.ok() ? info.handshake_duration : absl::ZeroDuration());
+  if (!info.ocsp_status.empty()) observer_->OnOcspResponse(info.ocsp_source, info.ocsp_status);
   if (!status.ok()) {
     static const char* const kVerifyReasons[] = {
         "unknown_ca", "expired", "not_yet_valid", "hostname_mismatch", "peer_name_mismatch",
         "san_mismatch", "issuer_mismatch", "certificate_revoked", "bad_certificate",
-        "crl_unavailable"};
+        "crl_unavailable", "ocsp_unknown", "ocsp_unreachable", "ocsp_invalid",
+        "spki_pin_mismatch"};
     for (const char* r : kVerifyReasons) {
       if (result == r) observer_->OnCertVerifyFailure(result);
     }

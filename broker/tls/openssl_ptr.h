@@ -8,6 +8,8 @@
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/pkcs12.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -31,6 +33,11 @@ TLSB_DEFINE_OPENSSL_PTR(EvpPkeyPtr, EVP_PKEY, EVP_PKEY_free);
 TLSB_DEFINE_OPENSSL_PTR(BioPtr, BIO, BIO_free_all);
 TLSB_DEFINE_OPENSSL_PTR(X509StorePtr, X509_STORE, X509_STORE_free);
 TLSB_DEFINE_OPENSSL_PTR(GeneralNamesPtr, GENERAL_NAMES, GENERAL_NAMES_free);
+TLSB_DEFINE_OPENSSL_PTR(OcspResponsePtr, OCSP_RESPONSE, OCSP_RESPONSE_free);
+TLSB_DEFINE_OPENSSL_PTR(OcspBasicRespPtr, OCSP_BASICRESP, OCSP_BASICRESP_free);
+TLSB_DEFINE_OPENSSL_PTR(OcspCertIdPtr, OCSP_CERTID, OCSP_CERTID_free);
+TLSB_DEFINE_OPENSSL_PTR(OcspRequestPtr, OCSP_REQUEST, OCSP_REQUEST_free);
+TLSB_DEFINE_OPENSSL_PTR(Pkcs12Ptr, PKCS12, PKCS12_free);
 
 #undef TLSB_DEFINE_OPENSSL_PTR
 

@@ -383,6 +383,30 @@ std::vector<DnAttribute> DnAttributesFromX509Name(const X509_NAME* name) {
   return out;
 }
 
+std::string SerialNumberText(const ASN1_INTEGER* serial) {
+  std::string out;
+  if (serial == nullptr) return out;
+  // The magnitude's bytes, big-endian, as MQ and Windows show them: "4C:D0:49:D5:02:5F:38".
+  const unsigned char* bytes = ASN1_STRING_get0_data(serial);
+  const int n = ASN1_STRING_length(serial);
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (int b = 0; b < n; ++b) {
+    if (b > 0) out.push_back(':');
+    out.push_back(kHex[bytes[b] >> 4]);
+    out.push_back(kHex[bytes[b] & 0xF]);
+  }
+  return out;
+}
+
+std::vector<DnAttribute> PeerAttributesFromCertificate(X509* cert) {
+  std::vector<DnAttribute> out;
+  if (cert == nullptr) return out;
+  out.push_back({"SERIALNUMBER", SerialNumberText(X509_get0_serialNumber(cert))});
+  std::vector<DnAttribute> dn = DnAttributesFromX509Name(X509_get_subject_name(cert));
+  out.insert(out.end(), std::make_move_iterator(dn.begin()), std::make_move_iterator(dn.end()));
+  return out;
+}
+
 std::string FormatDn(const std::vector<DnAttribute>& dn) {
   return absl::StrJoin(dn, ",", [](std::string* out, const DnAttribute& a) {
     absl::StrAppend(out, a.type, "=", EscapeDnValue(a.value));

@@ -35,6 +35,8 @@
 #include "absl/strings/string_view.h"
 
 typedef struct X509_name_st X509_NAME;
+typedef struct x509_st X509;
+typedef struct asn1_string_st ASN1_INTEGER;
 
 namespace tlsbroker {
 
@@ -74,6 +76,15 @@ class PeerNameFilter final {
 
 // Reads an OpenSSL X509_NAME into DnAttributes in RFC 2253 order (most specific first).
 std::vector<DnAttribute> DnAttributesFromX509Name(const X509_NAME* name);
+
+// What a subject pattern (tls.peer_name) is matched against, as MQ's SSLPEER does: the
+// certificate's serial number as SERIALNUMBER (colon-separated upper-case hex bytes,
+// "4C:D0:49:D5:02:5F:38"), followed by the subject DN's attributes in RFC 2253 order (a DN
+// serialNumber attribute is therefore the second SERIALNUMBER).
+std::vector<DnAttribute> PeerAttributesFromCertificate(X509* cert);
+
+// A certificate serial number as colon-separated upper-case hex bytes ("01:A2").
+std::string SerialNumberText(const ASN1_INTEGER* serial);
 
 // Formats attributes as "CN=a,OU=b,O=c" (for logs and errors).
 std::string FormatDn(const std::vector<DnAttribute>& dn);

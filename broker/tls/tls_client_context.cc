@@ -4,12 +4,15 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/common/log.h"
 #include "broker/common/status_macros.h"
+#include "broker/tls/keystore.h"
 #include "broker/tls/openssl_errors.h"
 
 namespace tlsbroker {
@@ -110,6 +113,12 @@ absl::Status TlsClientContext::Init() {
   BROKER_RETURN_IF_ERROR(ConfigureProtocols());
   BROKER_RETURN_IF_ERROR(LoadTrust());
   BROKER_RETURN_IF_ERROR(LoadClientCredentials());
+  BROKER_RETURN_IF_ERROR(LoadSpkiPins());
+  if (options_.ocsp.mode != OcspMode::kOff) {
+    auto checker = OcspChecker::Create(options_.ocsp, options_.ca_file);
+    if (!checker.ok()) return checker.status();
+    ocsp_ = *std::move(checker);
+  }
 
   if (!options_.peer_name.empty()) {
     auto filter = PeerNameFilter::Parse(options_.peer_name);
@@ -228,12 +237,34 @@ absl::Status TlsClientContext::LoadTrust() {
 }
 
 absl::Status TlsClientContext::LoadClientCredentials() {
-  if (options_.cert_file.empty()) return absl::OkStatus();
-  if (SSL_CTX_use_certificate_chain_file(ctx_.get(), options_.cert_file.c_str()) != 1) {
-    return SslError(absl::StrCat("loading client certificate ", options_.cert_file));
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx_.get(), options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return SslError(absl::StrCat("loading client key ", options_.key_file));
+  if (!options_.pkcs12_file.empty()) {
+    // Certificate, key and chain from one bundle; the chain goes out after the leaf.
+    absl::StatusOr<ClientCredentials> creds =
+        LoadPkcs12(options_.pkcs12_file, options_.password_file);
+    if (!creds.ok()) return creds.status();
+    if (SSL_CTX_use_certificate(ctx_.get(), creds->cert.get()) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx_.get(), creds->key.get()) != 1) {
+      return SslError(absl::StrCat("using the credentials of ", options_.pkcs12_file));
+    }
+    for (const X509Ptr& c : creds->chain) {
+      if (SSL_CTX_add1_chain_cert(ctx_.get(), c.get()) != 1) {
+        return SslError(absl::StrCat("adding the chain of ", options_.pkcs12_file));
+      }
+    }
+  } else {
+    if (options_.cert_file.empty()) return absl::OkStatus();
+    if (SSL_CTX_use_certificate_chain_file(ctx_.get(), options_.cert_file.c_str()) != 1) {
+      return SslError(absl::StrCat("loading client certificate ", options_.cert_file));
+    }
+    // An encrypted key is decrypted with key_password_file, else password_file.
+    const std::string& password_file = options_.key_password_file.empty()
+                                           ? options_.password_file
+                                           : options_.key_password_file;
+    absl::StatusOr<EvpPkeyPtr> key = LoadPemPrivateKey(options_.key_file, password_file);
+    if (!key.ok()) return key.status();
+    if (SSL_CTX_use_PrivateKey(ctx_.get(), key->get()) != 1) {
+      return SslError(absl::StrCat("loading client key ", options_.key_file));
+    }
   }
   if (SSL_CTX_check_private_key(ctx_.get()) != 1) {
     return SslError(absl::StrCat("client key ", options_.key_file,
@@ -245,6 +276,18 @@ absl::Status TlsClientContext::LoadClientCredentials() {
     if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm_after) == 1) {
       client_not_after_ = absl::FromTM(tm_after, absl::UTCTimeZone());
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TlsClientContext::LoadSpkiPins() {
+  for (const std::string& pin : options_.spki_pins) {
+    std::string digest;
+    if (!absl::Base64Unescape(pin, &digest) || digest.size() != 32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spki_pins: \"", pin, "\" is not a base64 SHA-256 digest (44 characters)"));
+    }
+    spki_pins_.push_back(std::move(digest));
   }
   return absl::OkStatus();
 }
@@ -265,6 +308,10 @@ absl::StatusOr<SslPtr> TlsClientContext::NewSsl() const {
         return SslError("setting the host name to verify");
       }
     }
+  }
+  // Ask for a stapled OCSP response unless the responder is always asked anyway.
+  if (ocsp_ != nullptr && options_.ocsp.mode != OcspMode::kQuery) {
+    SSL_set_tlsext_status_type(ssl.get(), TLSEXT_STATUSTYPE_ocsp);
   }
   // SNI carries DNS names only (RFC 6066).
   if (!server_name_is_ip_ && !server_name_.empty()) {
@@ -363,12 +410,25 @@ int TlsClientContext::VerifyCallback(int preverify_ok, X509_STORE_CTX* store_ctx
 
 std::string TlsClientContext::CheckLeaf(X509* leaf) const {
   if (peer_filter_.has_value() &&
-      !peer_filter_->Matches(DnAttributesFromX509Name(X509_get_subject_name(leaf)))) {
+      !peer_filter_->Matches(PeerAttributesFromCertificate(leaf))) {
     return "peer_name_mismatch";
   }
   if (issuer_filter_.has_value() &&
       !issuer_filter_->Matches(DnAttributesFromX509Name(X509_get_issuer_name(leaf)))) {
     return "issuer_mismatch";
+  }
+  if (!spki_pins_.empty()) {
+    // SHA-256 over the DER SubjectPublicKeyInfo, as HPKP and curl's --pinnedpubkey.
+    unsigned char* der = nullptr;
+    const int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &der);
+    std::string digest(SHA256_DIGEST_LENGTH, '\0');
+    bool pinned = false;
+    if (len > 0) {
+      SHA256(der, len, reinterpret_cast<unsigned char*>(digest.data()));
+      for (const std::string& pin : spki_pins_) pinned = pinned || pin == digest;
+    }
+    OPENSSL_free(der);
+    if (!pinned) return "spki_pin_mismatch";
   }
   if (options_.san_dns.empty() && options_.san_ip.empty() && options_.san_uri.empty()) return "";
   std::vector<std::string> dns, ips, uris;

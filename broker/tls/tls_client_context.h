@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "broker/common/mutex.h"
 #include "broker/config/options.h"
+#include "broker/tls/ocsp_checker.h"
 #include "broker/tls/openssl_ptr.h"
 #include "broker/tls/peer_chain.h"
 #include "broker/tls/peer_name_filter.h"
@@ -55,7 +56,11 @@ class TlsClientContext final {
   // notAfter of the client certificate, if one is configured.
   std::optional<absl::Time> client_cert_not_after() const { return client_not_after_; }
 
-  // The reason recorded by our own checks (peer_name_mismatch, san_mismatch, issuer_mismatch)
+  // The OCSP checker of this backend; nullptr when OCSP is off.
+  OcspChecker* ocsp() const { return ocsp_.get(); }
+
+  // The reason recorded by our own checks (peer_name_mismatch, san_mismatch, issuer_mismatch,
+  // spki_pin_mismatch)
   // during the handshake of `ssl`; "" when none failed.
   static std::string AppVerifyFailure(SSL* ssl);
 
@@ -68,7 +73,8 @@ class TlsClientContext final {
   absl::Status ConfigureProtocols();
   absl::Status LoadTrust();
   absl::Status LoadClientCredentials();
-  // Peer-name, issuer and SAN rules on the leaf; returns a reason or "".
+  absl::Status LoadSpkiPins();
+  // Peer-name, issuer, SAN and SPKI-pin rules on the leaf; returns a reason or "".
   std::string CheckLeaf(X509* leaf) const;
 
   static int VerifyCallback(int preverify_ok, X509_STORE_CTX* store_ctx);
@@ -82,6 +88,8 @@ class TlsClientContext final {
   std::optional<PeerNameFilter> issuer_filter_;
   std::optional<absl::Time> client_not_after_;
   std::optional<absl::Time> crl_next_update_;
+  std::vector<std::string> spki_pins_;  // Raw SHA-256 digests (32 bytes each).
+  std::unique_ptr<OcspChecker> ocsp_;
 
   mutable Mutex sessions_mu_;
   // Newest last. A handful per backend: sockets that connect together each take their own.

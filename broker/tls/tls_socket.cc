@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include <asio/connect.hpp>
+#include <asio/post.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +20,29 @@ std::string NameToString(const X509_NAME* name) {
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, len);
+}
+
+// The certificate that issued `leaf`: from the verified chain, else (a resumed session keeps no
+// verified chain) from the chain the peer sent, else from the trust store.
+X509Ptr FindIssuer(SSL* ssl, X509* leaf) {
+  STACK_OF(X509)* verified = SSL_get0_verified_chain(ssl);  // get0: owned by ssl.
+  if (verified != nullptr && sk_X509_num(verified) >= 2) return UpRef(sk_X509_value(verified, 1));
+  STACK_OF(X509)* sent = SSL_get_peer_cert_chain(ssl);  // Borrowed.
+  for (int i = 0; sent != nullptr && i < sk_X509_num(sent); ++i) {
+    X509* candidate = sk_X509_value(sent, i);
+    if (X509_cmp(candidate, leaf) != 0 && X509_check_issued(candidate, leaf) == X509_V_OK) {
+      return UpRef(candidate);
+    }
+  }
+  X509_STORE* store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));  // get0.
+  std::unique_ptr<X509_STORE_CTX, void (*)(X509_STORE_CTX*)> ctx(X509_STORE_CTX_new(),
+                                                                 X509_STORE_CTX_free);
+  X509* issuer = nullptr;
+  if (ctx && X509_STORE_CTX_init(ctx.get(), store, leaf, nullptr) == 1) {
+    if (X509_STORE_CTX_get1_issuer(&issuer, ctx.get(), leaf) != 1) issuer = nullptr;
+  }
+  ERR_clear_error();
+  return X509Ptr(issuer);
 }
 
 absl::Status Cancelled() { return absl::CancelledError("socket closed"); }
@@ -128,6 +152,10 @@ void TlsSocket::DoHandshake() {
   int rc = SSL_connect(ssl_.get());
   if (rc == 1) {
     FillSessionInfo();
+    if (context_->ocsp() != nullptr) {
+      StartOcspCheck();
+      return;
+    }
     FinishConnect(absl::OkStatus());
     return;
   }
@@ -154,6 +182,73 @@ void TlsSocket::DoHandshake() {
   }
   if (detail.empty()) detail = "the backend closed the connection during the handshake";
   FinishConnect(TlsFailure(reason, detail));
+}
+
+void TlsSocket::StartOcspCheck() {
+  X509* leaf = SSL_get0_peer_certificate(ssl_.get());  // get0: owned by the session.
+  if (leaf != nullptr) {
+    ocsp_subject_.leaf = UpRef(leaf);
+    ocsp_subject_.issuer = FindIssuer(ssl_.get(), leaf);
+  }
+  const unsigned char* staple = nullptr;
+  const long staple_len = SSL_get_tlsext_status_ocsp_resp(ssl_.get(), &staple);
+  std::string staple_der;
+  if (staple != nullptr && staple_len > 0) {
+    staple_der.assign(reinterpret_cast<const char*>(staple), staple_len);
+  }
+  OcspSubject subject{ocsp_subject_.leaf ? UpRef(ocsp_subject_.leaf.get()) : nullptr,
+                      ocsp_subject_.issuer ? UpRef(ocsp_subject_.issuer.get()) : nullptr};
+  // The verdict may come from the OCSP worker thread: hop back onto this socket's loop. `self`
+  // moves into the posted handler so that the worker never holds the last reference.
+  auto self = shared_from_this();
+  context_->ocsp()->Check(std::move(subject), std::move(staple_der),
+                          [self](OcspVerdict verdict) mutable {
+                            asio::io_context& io = self->io_;
+                            asio::post(io, [self = std::move(self),
+                                            verdict = std::move(verdict)]() mutable {
+                              self->OnOcspVerdict(std::move(verdict));
+                            });
+                          });
+}
+
+void TlsSocket::OnOcspVerdict(OcspVerdict verdict) {
+  info_.ocsp_source = verdict.source;
+  info_.ocsp_status = verdict.cert_status;
+  info_.ocsp_valid_until = verdict.valid_until;
+  if (closed_) {
+    FinishConnect(Cancelled());
+    return;
+  }
+  if (!verdict.status.ok()) {
+    // A refused certificate: say goodbye properly before FinishConnect closes the fd.
+    ERR_clear_error();
+    SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
+  FinishConnect(std::move(verdict.status));
+}
+
+void TlsSocket::RecheckOcsp(absl::Duration margin,
+                            absl::AnyInvocable<void(OcspVerdict) &&> done) {
+  if (context_->ocsp() == nullptr || !ocsp_subject_.leaf) {
+    std::move(done)(OcspVerdict{});
+    return;
+  }
+  OcspSubject subject{UpRef(ocsp_subject_.leaf.get()),
+                      ocsp_subject_.issuer ? UpRef(ocsp_subject_.issuer.get()) : nullptr};
+  auto self = shared_from_this();
+  context_->ocsp()->Recheck(
+      std::move(subject), margin, [self, done = std::move(done)](OcspVerdict verdict) mutable {
+        asio::io_context& io = self->io_;
+        asio::post(io, [self = std::move(self), done = std::move(done),
+                        verdict = std::move(verdict)]() mutable {
+          if (verdict.status.ok() && verdict.valid_until.has_value()) {
+            self->info_.ocsp_valid_until = verdict.valid_until;
+            self->info_.ocsp_status = verdict.cert_status;
+          }
+          std::move(done)(std::move(verdict));
+        });
+      });
 }
 
 void TlsSocket::FinishConnect(absl::Status status) {

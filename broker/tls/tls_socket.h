@@ -33,6 +33,12 @@ struct TlsSessionInfo {
   std::vector<std::string> peer_sans;  // "DNS:x", "IP:1.2.3.4", "URI:spiffe://..."
   absl::Time authenticated_at;
   absl::Duration handshake_duration;
+  // OCSP at the handshake (empty when OCSP is off): where the answer came from
+  // ("staple", "responder", "cache", "none"), what it said ("good", "revoked", "unknown",
+  // "unreachable", "invalid"), and until when it holds.
+  std::string ocsp_source;
+  std::string ocsp_status;
+  std::optional<absl::Time> ocsp_valid_until;
 };
 
 // One TCP + TLS connection to a backend. OpenSSL reads and writes the socket's fd itself
@@ -78,6 +84,14 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   // kUnavailable when the backend closed the connection.
   absl::Status CheckNothingUnread();
 
+  // The pool's hook for re-checking a pooled socket's peer certificate by OCSP (see
+  // OcspChecker::Recheck): `done` runs on this socket's loop with the verdict — a
+  // certificate_revoked status means the socket must be retired. Call it before
+  // session_info().ocsp_valid_until minus `margin`; on an OK verdict ocsp_valid_until moves to
+  // the new answer's expiry. With OCSP off or before a handshake, the verdict is OK with no
+  // source. Loop-thread only, like every method.
+  void RecheckOcsp(absl::Duration margin, absl::AnyInvocable<void(OcspVerdict) &&> done);
+
   // Sends a TLS 1.3 KeyUpdate (no new handshake). No-op below TLS 1.3.
   absl::Status RequestKeyUpdate();
 
@@ -106,6 +120,8 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   void DoRead();
   void ArmIdleWatch();
   void FillSessionInfo();
+  void StartOcspCheck();
+  void OnOcspVerdict(OcspVerdict verdict);
 
   asio::io_context& io_;
   std::shared_ptr<const TlsClientContext> context_;
@@ -133,6 +149,7 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   std::atomic<uint64_t> bytes_received_{0};
   TlsSessionInfo info_;
   std::shared_ptr<const PeerChain> peer_chain_;
+  OcspSubject ocsp_subject_;  // The peer's leaf and issuer, kept for re-checks.
 };
 
 }  // namespace tlsbroker

@@ -19,7 +19,7 @@ fi
 out=$1
 # Bump when the set or shape of the files changes, so PKIs left in build directories by an
 # older version of this script are rebuilt instead of silently reused.
-format=1
+format=2
 is_current() { [ "$(cat "$1/.complete" 2>/dev/null)" = "format $format" ]; }
 if is_current "$out"; then
   exit 0
@@ -206,6 +206,9 @@ build_alg() {  # ALG
   printf 'test-p12-password' > client.p12.pass
   ossl pkcs12 -export -in client.crt -inkey client.key -certfile int.crt \
     -passout file:client.p12.pass -out client.p12
+  # And the client key encrypted (PKCS#8, AES-256), for configs with key_password_file.
+  printf 'test-key-password\n' > client.key.pass
+  ossl pkey -in client.key -aes256 -passout file:client.key.pass -out client.enc.key
 
   # Revocations and CRLs. The root CRL is empty but lets -crl_check_all pass for good chains.
   ossl ca -config int-db/ca.cnf -keyfile int.key -cert int.crt -revoke revoked-server.crt \
@@ -245,6 +248,7 @@ ec/ holds ECDSA P-256 keys, rsa/ RSA-2048 keys; both hold the same files:
   client.key client.crt          CN=app1,OU=payments,O=Example,C=GB
                                  SAN URI:spiffe://example.org/ns/payments/sa/app1
   client.p12 client.p12.pass     client key + cert + int as PKCS#12, and its password
+  client.enc.key client.key.pass client.key encrypted (PKCS#8 AES-256), and its password
   client2.key client2.crt        CN=app2, SAN URI:spiffe://example.org/ns/payments/sa/app2
   expired-server.*               server names, valid 2020-01-01 .. 2021-01-01 (CN=QM2.expired)
   expired-client.*               client, valid 2020-01-01 .. 2021-01-01 (CN=expired)

@@ -561,3 +561,111 @@ TEST_F(LoadOptionsTest, LoadOptionsWrappersReturnAllErrorsOrOptions) {
 
 }  // namespace
 }  // namespace tlsbroker
+
+namespace tlsbroker {
+namespace {
+
+class KeystoreConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = testing::MakeDirWithPki(); }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  ConfigReport Load(const std::string& tls_lines) {
+    return LoadConfig(absl::StrCat("backends:\n  - name: a\n    address: a:1\n    tls:\n"
+                                   "      ca: pki/ec/ca-chain.pem\n",
+                                   tls_lines,
+                                   "    allowed_callers: [\"x\"]\nlisten: {plaintext: true}\n"),
+                      dir_, 0);
+  }
+  std::string dir_;
+};
+
+TEST_F(KeystoreConfigTest, Pkcs12WithPasswordFileLoads) {
+  const ConfigReport report =
+      Load("      pkcs12: pki/ec/client.p12\n      password_file: pki/ec/client.p12.pass\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  EXPECT_EQ(report.options.backends[0].tls.pkcs12_file, dir_ + "/pki/ec/client.p12");
+  EXPECT_EQ(report.options.backends[0].tls.password_file, dir_ + "/pki/ec/client.p12.pass");
+}
+
+TEST_F(KeystoreConfigTest, Pkcs12WrongPasswordIsAnErrorNamingTheFileNotThePassword) {
+  testing::WriteFile(dir_ + "/wrong.pass", "s3cr3t-wrong\n");
+  const ConfigReport report =
+      Load("      pkcs12: pki/ec/client.p12\n      password_file: wrong.pass\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.pkcs12");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("wrong password"));
+  EXPECT_THAT(e->message, HasSubstr("client.p12"));
+  EXPECT_THAT(AllErrors(report), ::testing::Not(HasSubstr("s3cr3t-wrong")));
+}
+
+TEST_F(KeystoreConfigTest, Pkcs12WithoutPasswordFileOrWithCertIsAnError) {
+  ConfigReport report = Load("      pkcs12: pki/ec/client.p12\n");
+  ASSERT_NE(FindError(report, "backends[0].tls.password_file"), nullptr) << AllErrors(report);
+  report = Load(
+      "      pkcs12: pki/ec/client.p12\n      password_file: pki/ec/client.p12.pass\n"
+      "      cert: pki/ec/client.crt\n      key: pki/ec/client.key\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.pkcs12");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("not both"));
+}
+
+TEST_F(KeystoreConfigTest, EncryptedKeyLoadsWithKeyPasswordFile) {
+  const ConfigReport report = Load(
+      "      cert: pki/ec/client.fullchain.pem\n      key: pki/ec/client.enc.key\n"
+      "      key_password_file: pki/ec/client.key.pass\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  EXPECT_EQ(report.options.backends[0].tls.key_password_file, dir_ + "/pki/ec/client.key.pass");
+}
+
+TEST_F(KeystoreConfigTest, EncryptedKeyWithWrongPasswordIsAnErrorAtTheKey) {
+  testing::WriteFile(dir_ + "/wrong.pass", "nope-nope\n");
+  const ConfigReport report = Load(
+      "      cert: pki/ec/client.fullchain.pem\n      key: pki/ec/client.enc.key\n"
+      "      key_password_file: wrong.pass\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.key");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("wrong password"));
+  EXPECT_THAT(AllErrors(report), ::testing::Not(HasSubstr("nope-nope")));
+}
+
+TEST_F(KeystoreConfigTest, EncryptedKeyWithoutPasswordSaysWhatToSet) {
+  const ConfigReport report =
+      Load("      cert: pki/ec/client.fullchain.pem\n      key: pki/ec/client.enc.key\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.key");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("key_password_file"));
+}
+
+TEST_F(KeystoreConfigTest, OcspSettingsIgnoredByTheModeAreWarnedAbout) {
+  ConfigReport report = Load("      ocsp: {responder_url: \"http://127.0.0.1:1/\"}\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_THAT(report.warnings[0].message, HasSubstr("OCSP is OFF"));
+  report = Load(
+      "      ocsp: {mode: STAPLE_ONLY, responder_url: \"http://127.0.0.1:1/\"}\n");
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_THAT(report.warnings[0].message, HasSubstr("STAPLE_OR_QUERY"));
+  report = Load("      ocsp: {mode: STAPLE_OR_QUERY, responder_url: \"http://127.0.0.1:1/\"}\n");
+  EXPECT_TRUE(report.warnings.empty());
+}
+
+TEST_F(KeystoreConfigTest, BadSpkiPinIsAnErrorNamingIt) {
+  const ConfigReport report = Load("      spki_pins: [\"abc\"]\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.spki_pins[0]");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("\"abc\""));
+}
+
+TEST_F(KeystoreConfigTest, BadPeerNamePatternIsAnErrorNamingThePosition) {
+  const ConfigReport report = Load("      peer_name: \"CN=a, XX=b\"\n");
+  const ConfigError* e = FindError(report, "backends[0].tls.peer_name");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("XX"));
+  EXPECT_THAT(e->message, HasSubstr("at offset 6"));  // 0-based offset of "XX".
+}
+
+}  // namespace
+}  // namespace tlsbroker

@@ -101,7 +101,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 25u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 26u);
 }
 
 // Unknown label values map to "other"; known ones to their own position.
@@ -235,6 +235,19 @@ TEST_F(PrometheusObserverTest, CounterCallbacksMoveTheirSeries) {
   EXPECT_EQ(Value(m::kCallsTotal, {{"code", "OK"}}), 1.0);
   EXPECT_EQ(Value(m::kCallsTotal, {{"code", "UNAVAILABLE"}}), 1.0);
   EXPECT_EQ(Value("tlsbroker_call_duration_seconds_count"), 2.0);
+}
+
+// OCSP answers count by source and status; every combination exists before the first one.
+TEST_F(PrometheusObserverTest, OcspResponsesCountBySourceAndStatus) {
+  EXPECT_EQ(Value(m::kOcspResponsesTotal, {{"source", "staple"}, {"status", "revoked"}}), 0.0);
+  backend_->OnOcspResponse("responder", "good");
+  backend_->OnOcspResponse("cache", "good");
+  backend_->OnOcspResponse("cache", "good");
+  backend_->OnOcspResponse("none", "unreachable");
+  EXPECT_EQ(Value(m::kOcspResponsesTotal, {{"source", "responder"}, {"status", "good"}}), 1.0);
+  EXPECT_EQ(Value(m::kOcspResponsesTotal, {{"source", "cache"}, {"status", "good"}}), 2.0);
+  EXPECT_EQ(Value(m::kOcspResponsesTotal, {{"source", "none"}, {"status", "unreachable"}}), 1.0);
+  EXPECT_EQ(Value(m::kOcspResponsesTotal, {{"source", "staple"}, {"status", "good"}}), 0.0);
 }
 
 // A label value outside the known set counts under "other" and creates no new series.

@@ -47,6 +47,9 @@ class RecordingObserver final : public BackendObserver {
   }
   // -1 until reported; then 0 or 1.
   int crl_stale() const { return stale_.load(); }
+  void OnOcspResponse(absl::string_view source, absl::string_view status) override {
+    Count("ocsp:" + std::string(source) + ":" + std::string(status));
+  }
 
   int Get(const std::string& key) const {
     MutexLock lock(&mu_);

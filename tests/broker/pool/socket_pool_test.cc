@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "tests/broker/pool/pool_test_util.h"
 #include "tests/broker/pool/recording_observer.h"
+#include "tests/support/subprocess.h"
 #include "tests/support/tls_test_server.h"
 
 namespace tlsbroker {
@@ -585,6 +586,35 @@ TEST_F(SocketPoolTest, HandshakeFailureReasonReachesTheWaiter) {
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(lease.status()), "hostname_mismatch") << lease.status();
   EXPECT_EQ(observer_->Get("verify_failure:hostname_mismatch"), 1);
+}
+
+// An OCSP refusal reaches the waiter and the metric labels: a responder that is down, with
+// on_unreachable FAIL, refuses with ocsp_unreachable and counts an answer-less OCSP check.
+TEST_F(SocketPoolTest, OcspUnreachableReasonReachesTheWaiterAndMetrics) {
+  BackendOptions b = Backend();
+  b.tls.ocsp.mode = OcspMode::kQuery;
+  b.tls.ocsp.responder_url = absl::StrCat("http://127.0.0.1:", testutil::PickFreePort(), "/");
+  MakePool(b);
+  auto lease = AcquireSync(*pool_);
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(lease.status()), "ocsp_unreachable") << lease.status();
+  EXPECT_GE(observer_->Get("verify_failure:ocsp_unreachable"), 1);
+  EXPECT_GE(observer_->Sum("handshake:ocsp_unreachable"), 1);
+  EXPECT_GE(observer_->Get("ocsp:none:unreachable"), 1);
+}
+
+// With on_unreachable ALLOW the same backend serves leases, and the check is still counted.
+TEST_F(SocketPoolTest, OcspUnreachableWithAllowGrantsTheLease) {
+  BackendOptions b = Backend();
+  b.tls.ocsp.mode = OcspMode::kQuery;
+  b.tls.ocsp.responder_url = absl::StrCat("http://127.0.0.1:", testutil::PickFreePort(), "/");
+  b.tls.ocsp.on_unreachable = FailPolicy::kAllow;
+  MakePool(b);
+  auto lease = AcquireSync(*pool_);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_TRUE(RoundTrip(*lease, "hi").ok());
+  EXPECT_EQ(observer_->Get("ocsp:none:unreachable"), 1);
 }
 
 // Shutdown fails waiters and refuses new acquires with UNAVAILABLE.

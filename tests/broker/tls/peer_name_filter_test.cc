@@ -1,5 +1,6 @@
 #include "broker/tls/peer_name_filter.h"
 
+#include <openssl/bn.h>
 #include <openssl/x509.h>
 
 #include <memory>
@@ -341,6 +342,110 @@ TEST(WildcardMatchTest, SpiffeIdPrefix) {
 TEST(WildcardMatchTest, MiddleStarIsLiteral) {
   EXPECT_TRUE(WildcardMatch("a*b", "A*B"));
   EXPECT_FALSE(WildcardMatch("a*b", "axb"));
+}
+
+}  // namespace
+}  // namespace tlsbroker
+
+namespace tlsbroker {
+namespace {
+
+// ---- Table tests: IBM MQ's documented SSLPEER examples and the rules around them. ----------
+
+struct PeerNameCase {
+  const char* pattern;
+  std::vector<DnAttribute> peer;  // As PeerAttributesFromCertificate returns them.
+  bool matches;
+};
+
+// The peer of MQ's DEFINE CHANNEL example: serial 4C:D0:49:D5:02:5F:38, CN=H1_C_FR1,O=IBM,C=GB.
+std::vector<DnAttribute> MqH1Peer() {
+  return {{"SERIALNUMBER", "4C:D0:49:D5:02:5F:38"},
+          {"CN", "H1_C_FR1"},
+          {"O", "IBM"},
+          {"C", "GB"}};
+}
+std::vector<DnAttribute> XyzPeer() { return {{"CN", "xyz"}, {"O", "IBM"}, {"C", "UK"}}; }
+// A queue manager certificate with two OUs, most specific first (RFC 2253 order).
+std::vector<DnAttribute> QmPeer() {
+  return {{"SERIALNUMBER", "01:02"}, {"CN", "QMGR.1"}, {"OU", "IBM"},
+          {"OU", "WEBSPHERE"},       {"O", "IBM"},     {"C", "UK"}};
+}
+
+class PeerNameTableTest : public ::testing::TestWithParam<PeerNameCase> {};
+
+TEST_P(PeerNameTableTest, PatternDecidesAsMqDoes) {
+  const PeerNameCase& c = GetParam();
+  EXPECT_EQ(PatternMatches(c.pattern, c.peer), c.matches)
+      << c.pattern << " vs " << FormatDn(c.peer);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    MqDocumentedExamples, PeerNameTableTest,
+    ::testing::Values(
+        // DEFINE CHANNEL ... SSLPEER('SERIALNUMBER=4C:D0:49:D5:02:5F:38,CN="H1_C_FR1",O=IBM,C=GB')
+        PeerNameCase{"SERIALNUMBER=4C:D0:49:D5:02:5F:38,CN=\"H1_C_FR1\",O=IBM,C=GB", MqH1Peer(),
+                     true},
+        PeerNameCase{"SERIALNUMBER=4c:d0:49:d5:02:5f:38,CN=h1_c_fr1", MqH1Peer(), true},
+        PeerNameCase{"SERIALNUMBER=4C:D0:49:D5:02:5F:39,CN=\"H1_C_FR1\",O=IBM,C=GB", MqH1Peer(),
+                     false},
+        PeerNameCase{"SERIALNUMBER=4C:D0*", MqH1Peer(), true},
+        // SSLPEER('CN="xyz",O=IBM,C=UK')
+        PeerNameCase{"CN=\"xyz\",O=IBM,C=UK", XyzPeer(), true},
+        PeerNameCase{"CN=\"xyz\",O=IBM,C=GB", XyzPeer(), false},
+        PeerNameCase{"CN=xyz;O=IBM;C=UK", XyzPeer(), true},
+        // Wildcards at the start, the end, or both.
+        PeerNameCase{"CN=*, O=IBM, C=UK", XyzPeer(), true},
+        PeerNameCase{"CN=x*", XyzPeer(), true},
+        PeerNameCase{"CN=*z", XyzPeer(), true},
+        PeerNameCase{"CN=*y*", XyzPeer(), true},
+        PeerNameCase{"CN=*q*", XyzPeer(), false},
+        // SSLPEER('CN=QMGR.*, OU=IBM, OU=WEBSPHERE'): repeated OUs in the certificate's order.
+        PeerNameCase{"CN=QMGR.*, OU=IBM, OU=WEBSPHERE", QmPeer(), true},
+        PeerNameCase{"OU=IBM, OU=WEBSPHERE", QmPeer(), true},
+        PeerNameCase{"OU=WEBSPHERE, OU=IBM", QmPeer(), false},
+        PeerNameCase{"OU=IBM", QmPeer(), true},
+        PeerNameCase{"OU=WEBSPHERE", QmPeer(), false},
+        // Attribute order across types is free; every rule must hold.
+        PeerNameCase{"C=UK, O=IBM, CN=QMGR.1", QmPeer(), true},
+        PeerNameCase{"C=UK, O=IBM, CN=QMGR.2", QmPeer(), false},
+        PeerNameCase{"L=Hursley, CN=QMGR.1", QmPeer(), false},
+        // Quoting and escaping keep separators inside a value.
+        PeerNameCase{"O=\"IBM, Inc\"", {{"O", "IBM, Inc"}}, true},
+        PeerNameCase{"O=IBM\\, Inc", {{"O", "IBM, Inc"}}, true},
+        PeerNameCase{"O=IBM", {{"O", "IBM, Inc"}}, false},
+        // The attribute names MQ lists, with their synonyms.
+        PeerNameCase{"ST=Hants, S=Hants, SP=Hants", {{"ST", "Hants"}, {"ST", "Hants"},
+                                                     {"ST", "Hants"}}, true},
+        PeerNameCase{"MAIL=a@b.example, E=a@b.example",
+                     {{"EMAILADDRESS", "a@b.example"}, {"EMAILADDRESS", "a@b.example"}}, true},
+        PeerNameCase{"DC=ibm, DC=com", {{"DC", "ibm"}, {"DC", "com"}}, true},
+        PeerNameCase{"DC=com, DC=ibm", {{"DC", "ibm"}, {"DC", "com"}}, false},
+        PeerNameCase{"UID=u1, STREET=1 High St, PC=SO21 2JN, T=QM, DNQ=q1",
+                     {{"UID", "u1"}, {"STREET", "1 High St"}, {"POSTALCODE", "SO21 2JN"},
+                      {"TITLE", "QM"}, {"DNQUALIFIER", "q1"}},
+                     true},
+        PeerNameCase{"L=Hursley", {{"L", "Hursley"}}, true}));
+
+// SERIALNUMBER in a subject pattern is the certificate's serial number, as in MQ.
+TEST(PeerAttributesFromCertificateTest, SerialNumberComesFirstInColonHex) {
+  std::unique_ptr<X509, void (*)(X509*)> cert(X509_new(), X509_free);
+  ASSERT_NE(cert, nullptr);
+  std::unique_ptr<BIGNUM, void (*)(BIGNUM*)> bn(nullptr, BN_free);
+  BIGNUM* raw = nullptr;
+  ASSERT_GT(BN_hex2bn(&raw, "4CD049D5025F38"), 0);
+  bn.reset(raw);
+  ASSERT_NE(BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get())), nullptr);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  AddEntry(name, "C", "GB");
+  AddEntry(name, "O", "IBM");
+  AddEntry(name, "CN", "H1_C_FR1");
+  const std::vector<DnAttribute> peer = PeerAttributesFromCertificate(cert.get());
+  EXPECT_THAT(peer, ElementsAre(IsDnAttribute("SERIALNUMBER", "4C:D0:49:D5:02:5F:38"),
+                                IsDnAttribute("CN", "H1_C_FR1"), IsDnAttribute("O", "IBM"),
+                                IsDnAttribute("C", "GB")));
+  EXPECT_TRUE(
+      PatternMatches("SERIALNUMBER=4C:D0:49:D5:02:5F:38,CN=\"H1_C_FR1\",O=IBM,C=GB", peer));
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -26,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -459,6 +462,61 @@ TEST_F(TlsClientTest, IssuerNameRuleAcceptsIntermediateAndRejectsOthers) {
   TlsOptions bad = ClientOptions();
   bad.issuer_name = "CN=Some Other CA, O=Example";
   EXPECT_EQ(ConnectFailureReason(bad, server->port()), "issuer_mismatch");
+}
+
+// The base64 SHA-256 of a certificate's DER SubjectPublicKeyInfo (the tls.spki_pins form).
+std::string SpkiPin(const std::string& cert_file) {
+  BioPtr bio(BIO_new_file(cert_file.c_str(), "r"));
+  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) return "";
+  unsigned char* der = nullptr;
+  const int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert.get()), &der);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(der, len, digest);
+  OPENSSL_free(der);
+  return absl::Base64Escape(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+// A pin of the backend's own key passes (among other pins); pins of other keys only fail
+// with spki_pin_mismatch, even though the chain and names verify.
+TEST_F(TlsClientTest, SpkiPinOfBackendKeyPassesAndOtherPinsFailWithSpkiPinMismatch) {
+  auto server = StartServer(TlsTestServer::PkiOptions("ec"));
+  ASSERT_NE(server, nullptr);
+  TlsOptions good = ClientOptions();
+  good.spki_pins = {SpkiPin(PkiPath("ec", "client.crt")), SpkiPin(PkiPath("ec", "server.crt"))};
+  ASSERT_EQ(good.spki_pins[1].size(), 44u);
+  absl::Status status = ConnectNew(MakeContext(good), server->port());
+  EXPECT_TRUE(status.ok()) << status;
+  TlsOptions bad = ClientOptions();
+  bad.spki_pins = {SpkiPin(PkiPath("ec", "wrongca/server.crt"))};
+  EXPECT_EQ(ConnectFailureReason(bad, server->port()), "spki_pin_mismatch");
+}
+
+// Malformed pins are refused when the context is built, naming the pin.
+TEST(TlsClientContextCreateTest, MalformedSpkiPinIsRejectedNamingIt) {
+  TlsOptions options = ClientOptions();
+  options.spki_pins = {"not-base64-sha256"};
+  auto ctx = TlsClientContext::Create(options, "localhost");
+  ASSERT_FALSE(ctx.ok());
+  EXPECT_THAT(ctx.status().message(), HasSubstr("not-base64-sha256"));
+}
+
+// SERIALNUMBER in peer_name is the certificate serial number (MQ SSLPEER semantics).
+TEST_F(TlsClientTest, PeerNameSerialNumberMatchesCertificateSerial) {
+  auto server = StartServer(TlsTestServer::PkiOptions("ec"));
+  ASSERT_NE(server, nullptr);
+  BioPtr bio(BIO_new_file(PkiPath("ec", "server.crt").c_str(), "r"));
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  ASSERT_NE(cert, nullptr);
+  const std::string serial = SerialNumberText(X509_get0_serialNumber(cert.get()));
+  TlsOptions good = ClientOptions();
+  good.peer_name = absl::StrCat("SERIALNUMBER=", serial, ", CN=QM2.backend");
+  absl::Status status = ConnectNew(MakeContext(good), server->port());
+  EXPECT_TRUE(status.ok()) << status << " serial " << serial;
+  TlsOptions bad = ClientOptions();
+  bad.peer_name = "SERIALNUMBER=00:00:01, CN=QM2.backend";
+  EXPECT_EQ(ConnectFailureReason(bad, server->port()), "peer_name_mismatch");
 }
 
 // With the intermediate's CRL loaded, the revoked backend certificate is refused.
