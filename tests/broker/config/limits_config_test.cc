@@ -103,6 +103,19 @@ TEST_F(LimitsConfigTest, PoolsAboveTheBudgetAreAWarning) {
   EXPECT_THAT(Warnings(report), HasSubstr("add up to 16, more than the socket budget"));
 }
 
+// min_idle that the budget could never hold is an error: /readyz would never turn ready.
+TEST_F(LimitsConfigTest, MinIdleAboveTheBudgetIsAnError) {
+  const ConfigReport report = Load(
+      "backends:\n  - name: a\n    address: a.example:1\n    tls: {ca: pki/ec/ca-chain.pem}\n"
+      "    pool: {min_idle: 3}\n"
+      "  - name: b\n    address: b.example:1\n    tls: {ca: pki/ec/ca-chain.pem}\n"
+      "    pool: {min_idle: 2}\n    client_id: {prefix: B}\n"
+      "listen: {plaintext: true}\nlimits: {max_backend_sockets: 4}\n");
+  const ConfigError* e = FindError(report, "limits.max_backend_sockets");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("min_idle add up to 5"));
+}
+
 // plaintext: true on a non-loopback address is refused, naming listen.plaintext.
 TEST_F(LimitsConfigTest, PlaintextOffLoopbackIsRefused) {
   const ConfigReport report = Load(
