@@ -63,7 +63,8 @@ TEST_F(LimitsConfigTest, DefaultSocketBudgetFollowsTheFileLimit) {
 // Configured limits are taken as given.
 TEST_F(LimitsConfigTest, ConfiguredLimitsAreUsed) {
   const ConfigReport report =
-      Load(absl::StrCat(kBackend, "limits: {max_backend_sockets: 100, max_leases_per_caller: 3}\n"));
+      Load(absl::StrCat(kBackend,
+                        "limits: {max_backend_sockets: 100, max_leases_per_caller: 3}\n"));
   ASSERT_TRUE(report.ok()) << AllErrors(report);
   EXPECT_EQ(report.options.limits.max_backend_sockets, 100);
   EXPECT_EQ(report.options.limits.max_leases_per_caller, 3);
