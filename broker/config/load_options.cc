@@ -449,7 +449,18 @@ class Checker {
       }
     }
     int64_t pool_total = 0;
-    for (const BackendOptions& b : report_->options.backends) pool_total += b.pool.max_sockets;
+    int64_t min_idle_total = 0;
+    for (const BackendOptions& b : report_->options.backends) {
+      pool_total += b.pool.max_sockets;
+      min_idle_total += b.pool.min_idle;
+    }
+    if (min_idle_total > out.max_backend_sockets) {
+      // Some pool could never reach min_idle, and /readyz would never turn ready.
+      Error(in.has_max_backend_sockets() ? "limits.max_backend_sockets" : "backends",
+            absl::StrCat("the backends' pool.min_idle add up to ", min_idle_total,
+                         ", more than the socket budget (limits.max_backend_sockets ",
+                         out.max_backend_sockets, "): some pools could never warm up"));
+    }
     if (pool_total > out.max_backend_sockets) {
       Warning(in.has_max_backend_sockets() ? "limits.max_backend_sockets" : "backends",
               absl::StrCat("the backends' pool.max_sockets add up to ", pool_total,

@@ -146,6 +146,49 @@ TEST_F(RevocationE2eTest, CrlSwapClosesPooledSocketsAndCallsFailCertificateRevok
   EXPECT_EQ(Reason(context), "certificate_revoked") << status.error_message();
 }
 
+// ABORT_LEASE through a Lease stream: the stream open on the revoked backend is ended once the
+// new CRL is published. The stream had sent bytes, so by the broker's rule for Lease streams
+// the caller gets ABORTED outcome_unknown (the broker cannot tell in general whether a request
+// was in flight), with certificate_revoked as the cause in the message.
+TEST_F(RevocationE2eTest, AbortLeaseEndsAnOpenLeaseStreamCitingCertificateRevoked) {
+  StartBackend(PkiPath("ec", "revoked-server.crt"), PkiPath("ec", "revoked-server.key"));
+  KubernetesStyleDir secret((dir_ / "crl").string());
+  ASSERT_TRUE(secret.Publish({{"int.crl.pem", Crl({})}}).ok());
+  BackendOptions b = Backend();
+  b.tls.crl_files = {secret.Path("int.crl.pem")};
+  b.tls.on_revoked = RevokedLeasePolicy::kAbortLease;
+  StartBroker(b);
+
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+  auto stream = stub_->Lease(&context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  ASSERT_TRUE(stream->Write(open));
+  v1::LeaseResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_info());
+  v1::LeaseRequest data;
+  data.set_data(Frame("hello"));
+  ASSERT_TRUE(stream->Write(data));
+  std::string got;
+  while (got.size() < Frame("re:hello").size() && stream->Read(&response)) got += response.data();
+  ASSERT_EQ(got, Frame("re:hello"));
+
+  ASSERT_TRUE(
+      secret.Publish({{"int.crl.pem", Crl({PkiPath("ec", "revoked-server.crt")})}}).ok());
+  while (stream->Read(&response)) {
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED) << status.error_message();
+  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_NE(status.error_message().find("certificate_revoked"), std::string::npos)
+      << status.error_message();
+  EXPECT_TRUE(Eventually([&] {
+    return MetricSum(Metrics(), "tlsbroker_sockets_closed_total", {"reason=\"revoked\""}) >= 1;
+  }));
+}
+
 // The client certificate and key rotated (symlink swap) while callers run Calls: not one Call
 // fails, and the backend sees the new certificate on the new sockets (on_rotation DRAIN).
 TEST_F(RevocationE2eTest, ClientCertificateRotatedMidTrafficWithZeroFailedCalls) {

@@ -63,7 +63,8 @@ TEST_F(LimitsConfigTest, DefaultSocketBudgetFollowsTheFileLimit) {
 // Configured limits are taken as given.
 TEST_F(LimitsConfigTest, ConfiguredLimitsAreUsed) {
   const ConfigReport report =
-      Load(absl::StrCat(kBackend, "limits: {max_backend_sockets: 100, max_leases_per_caller: 3}\n"));
+      Load(absl::StrCat(kBackend,
+                        "limits: {max_backend_sockets: 100, max_leases_per_caller: 3}\n"));
   ASSERT_TRUE(report.ok()) << AllErrors(report);
   EXPECT_EQ(report.options.limits.max_backend_sockets, 100);
   EXPECT_EQ(report.options.limits.max_leases_per_caller, 3);
@@ -101,6 +102,19 @@ TEST_F(LimitsConfigTest, PoolsAboveTheBudgetAreAWarning) {
       kBackend, "limits: {max_backend_sockets: 8}\n"));  // max_sockets defaults to 16.
   ASSERT_TRUE(report.ok()) << AllErrors(report);
   EXPECT_THAT(Warnings(report), HasSubstr("add up to 16, more than the socket budget"));
+}
+
+// min_idle that the budget could never hold is an error: /readyz would never turn ready.
+TEST_F(LimitsConfigTest, MinIdleAboveTheBudgetIsAnError) {
+  const ConfigReport report = Load(
+      "backends:\n  - name: a\n    address: a.example:1\n    tls: {ca: pki/ec/ca-chain.pem}\n"
+      "    pool: {min_idle: 3}\n"
+      "  - name: b\n    address: b.example:1\n    tls: {ca: pki/ec/ca-chain.pem}\n"
+      "    pool: {min_idle: 2}\n    client_id: {prefix: B}\n"
+      "listen: {plaintext: true}\nlimits: {max_backend_sockets: 4}\n");
+  const ConfigError* e = FindError(report, "limits.max_backend_sockets");
+  ASSERT_NE(e, nullptr) << AllErrors(report);
+  EXPECT_THAT(e->message, HasSubstr("min_idle add up to 5"));
 }
 
 // plaintext: true on a non-loopback address is refused, naming listen.plaintext.
