@@ -758,6 +758,8 @@ class Checker {
     out->on_unreachable =
         in.on_unreachable() == pb::FailPolicy::ALLOW ? FailPolicy::kAllow : FailPolicy::kFail;
     out->timeout = Duration(in.timeout(), Join(path, "timeout"), out->timeout);
+    out->recheck_margin =
+        Duration(in.recheck_margin(), Join(path, "recheck_margin"), out->recheck_margin);
     // Settings that the chosen mode ignores are almost always a mistake in the mode.
     if (out->mode == OcspMode::kOff &&
         (!in.responder_url().empty() || in.on_unknown() != pb::FailPolicy::UNSPECIFIED ||
