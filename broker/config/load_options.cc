@@ -763,7 +763,7 @@ class Checker {
     // Settings that the chosen mode ignores are almost always a mistake in the mode.
     if (out->mode == OcspMode::kOff &&
         (!in.responder_url().empty() || in.on_unknown() != pb::FailPolicy::UNSPECIFIED ||
-         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED)) {
+         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED || !in.recheck_margin().empty())) {
       Warning(Join(path, "mode"), "OCSP is OFF: the other ocsp settings have no effect");
     }
     if (out->mode == OcspMode::kStapleOnly && !in.responder_url().empty()) {

@@ -117,12 +117,13 @@ void SocketPool::OnOcspRecheck(const std::shared_ptr<PooledSocket>& socket,
              absl::StrCat(LogField("backend", opts->name), " ",
                           LogField("client_id", socket->client_id), " ",
                           LogField("detail", verdict.status.message())));
+    // First, so that the replacements RetireIf starts cannot resume a session with the revoked
+    // certificate: they make full handshakes, which meet the cached revoked answer.
+    socket->tls->context()->FlushSessions();
+    tls_context()->FlushSessions();
     RetireIf([chain](const PeerChain& c) { return SameLeaf(c, chain); }, "revoked",
              opts->tls.on_revoked == RevokedLeasePolicy::kAbortLease ? LeasedPolicy::kAbortLease
                                                                      : LeasedPolicy::kFinishLease);
-    // A resumed session skips the certificate checks: nothing may resume with the revoked one.
-    socket->tls->context()->FlushSessions();
-    tls_context()->FlushSessions();
     return;
   }
   std::string retire;
