@@ -201,9 +201,16 @@ TEST_F(OcspRecheckTest, GoodAnswerReArmsTheRecheckAndKeepsTheSocket) {
 // The responder starts answering revoked: the idle sockets are closed within a bounded time
 // (reason revoked), the backend sees them go, and new handshakes fail certificate_revoked.
 TEST_F(OcspRecheckTest, RevokedAnswerClosesIdleSocketsAndRefusesNewHandshakes) {
-  BackendOptions b = Backend();
-  b.pool.min_idle = 2;
-  MakePool(b);
+  MakePool(Backend());
+  // Two idle sockets, made one after the other: under TSan, two handshakes verifying against
+  // one context at the same moment on two loops trip a race report inside libcrypto (which is
+  // not instrumented), unrelated to the re-check under test.
+  {
+    auto first = AcquireSync(*pool_);
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto second = AcquireSync(*pool_);
+    ASSERT_TRUE(second.ok()) << second.status();
+  }
   ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 2; }, kPatience));
   EXPECT_EQ(observer_->Get("closed:revoked"), 0);
 
