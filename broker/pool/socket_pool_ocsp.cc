@@ -85,6 +85,10 @@ void SocketPool::StartOcspRecheck(std::shared_ptr<PooledSocket> socket) {
     LogEvent(LogLevel::kInfo, "OCSP staple about to expire; replacing the socket",
              absl::StrCat(LogField("backend", opts->name), " ",
                           LogField("client_id", socket->client_id)));
+    // A resumed handshake carries no staple (and would be answered from the cache, which
+    // expires with the old staple): the replacement must make a full handshake.
+    socket->tls->context()->FlushSessions();
+    tls_context()->FlushSessions();
     const PeerChain* chain = socket->peer_chain.get();
     RetireIf([chain](const PeerChain& c) { return &c == chain; }, "ocsp_refresh",
              LeasedPolicy::kFinishLease);

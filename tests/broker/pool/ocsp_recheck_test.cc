@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "tests/broker/pool/pool_test_util.h"
 #include "tests/broker/pool/recording_observer.h"
+#include "tests/support/openssl_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
 #include "tests/support/tls_test_server.h"
@@ -33,6 +34,7 @@ namespace tlsbroker {
 namespace {
 
 using testutil::AcquireSync;
+using testutil::OpensslServer;
 using testutil::PkiPath;
 using testutil::RoundTrip;
 using testutil::Subprocess;
@@ -273,6 +275,46 @@ TEST_F(OcspRecheckTest, RevokedAnswerWithAbortLeaseEndsTheLease) {
   EXPECT_EQ(ReasonOf(read.status()), "certificate_revoked") << read.status();
   *lease = Lease();
   EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:revoked") == 1; }, kPatience));
+}
+
+// STAPLE_ONLY cannot query a responder: a pooled socket is replaced by a new handshake (a
+// fresh staple) before its stapled answer expires. The margin is longer than the staple's day,
+// so the replacement comes at the pool's minimum re-check interval.
+TEST_F(OcspRecheckTest, StapleOnlySocketIsReplacedBeforeItsStapleExpires) {
+  // A good answer for the backend's certificate, made by the real `openssl ocsp`.
+  const std::string req = (dir_ / "server.req.der").string();
+  const std::string staple = (dir_ / "server.resp.der").string();
+  auto made_req = testutil::RunCommand({"openssl", "ocsp", "-issuer", PkiPath("ec", "int.crt"),
+                                        "-cert", PkiPath("ec", "server.crt"), "-no_nonce",
+                                        "-reqout", req});
+  ASSERT_TRUE(made_req.ok() && made_req->exit_code == 0)
+      << (made_req.ok() ? made_req->output : made_req.status().ToString());
+  auto made_resp = testutil::RunCommand(
+      {"openssl", "ocsp", "-index", index_, "-CA", PkiPath("ec", "int.crt"), "-rsigner",
+       PkiPath("ec", "ocsp.crt"), "-rkey", PkiPath("ec", "ocsp.key"), "-rother",
+       PkiPath("ec", "int.crt"), "-reqin", req, "-respout", staple, "-ndays", "1"});
+  ASSERT_TRUE(made_resp.ok() && made_resp->exit_code == 0)
+      << (made_resp.ok() ? made_resp->output : made_resp.status().ToString());
+  OpensslServer::Options options = OpensslServer::PkiOptions("ec");
+  options.extra_args = {"-status_file", staple};
+  auto stapling = OpensslServer::Start(std::move(options));
+  ASSERT_TRUE(stapling.ok()) << stapling.status();
+
+  BackendOptions b = testutil::FramedBackend((*stapling)->port());
+  b.tls.ocsp.mode = OcspMode::kStapleOnly;
+  b.tls.ocsp.recheck_margin = absl::Hours(25);
+  b.pool.min_idle = 1;
+  MakePool(b);
+  EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:ocsp_refresh") >= 1; }, kPatience))
+      << observer_->Get("closed:ocsp_refresh");
+  // Replaced, not just closed: a second handshake, again with a good staple.
+  EXPECT_TRUE(WaitUntil([&] { return pool_->Stats().sockets_created >= 2; }, kPatience));
+  // A full handshake each time (a resumed one would carry no staple).
+  EXPECT_TRUE(WaitUntil([&] { return observer_->Get("ocsp:staple:good") >= 2; }, kPatience))
+      << observer_->Get("ocsp:staple:good") << " " << observer_->Get("ocsp:cache:good");
+  EXPECT_EQ(pool_->Stats().handshakes_resumed, 0u);
+  EXPECT_EQ(responder_->requests(), 0);  // STAPLE_ONLY never asks the responder.
+  pool_->Shutdown();
 }
 
 }  // namespace
