@@ -277,6 +277,27 @@ TEST_F(OcspRecheckTest, RevokedAnswerWithAbortLeaseEndsTheLease) {
   EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:revoked") == 1; }, kPatience));
 }
 
+// The responder goes down (on_unreachable FAIL): a failed re-check does not close a socket
+// whose previous good answer still holds for hours; it stays pooled and usable.
+TEST_F(OcspRecheckTest, UnreachableResponderKeepsTheSocketWhileItsAnswerHolds) {
+  BackendOptions b = Backend();
+  b.pool.min_idle = 1;
+  MakePool(b);
+  ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 1; }, kPatience));
+  const uint64_t socket_id = pool_->Sockets().at(0).socket_id;
+
+  responder_.reset();  // Stops the responder process; its port refuses connections.
+  EXPECT_TRUE(
+      WaitUntil([&] { return observer_->Get("ocsp:none:unreachable") >= 1; }, kPatience));
+  const std::vector<SocketSnapshot> after = pool_->Sockets();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].socket_id, socket_id);
+  EXPECT_EQ(pool_->Stats().sockets_created, 1u);
+  auto lease = AcquireSync(*pool_);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_TRUE(RoundTrip(*lease, "still-pooled").ok());
+}
+
 // STAPLE_ONLY cannot query a responder: a pooled socket is replaced by a new handshake (a
 // fresh staple) before its stapled answer expires. The margin is longer than the staple's day,
 // so the replacement comes at the pool's minimum re-check interval.
