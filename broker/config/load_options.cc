@@ -758,10 +758,12 @@ class Checker {
     out->on_unreachable =
         in.on_unreachable() == pb::FailPolicy::ALLOW ? FailPolicy::kAllow : FailPolicy::kFail;
     out->timeout = Duration(in.timeout(), Join(path, "timeout"), out->timeout);
+    out->recheck_margin =
+        Duration(in.recheck_margin(), Join(path, "recheck_margin"), out->recheck_margin);
     // Settings that the chosen mode ignores are almost always a mistake in the mode.
     if (out->mode == OcspMode::kOff &&
         (!in.responder_url().empty() || in.on_unknown() != pb::FailPolicy::UNSPECIFIED ||
-         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED)) {
+         in.on_unreachable() != pb::FailPolicy::UNSPECIFIED || !in.recheck_margin().empty())) {
       Warning(Join(path, "mode"), "OCSP is OFF: the other ocsp settings have no effect");
     }
     if (out->mode == OcspMode::kStapleOnly && !in.responder_url().empty()) {

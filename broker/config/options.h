@@ -46,6 +46,9 @@ struct OcspOptions {
   FailPolicy on_unknown = FailPolicy::kFail;
   FailPolicy on_unreachable = FailPolicy::kFail;
   absl::Duration timeout = absl::Seconds(2);
+  // A pooled socket's OCSP answer is re-checked this long before it expires (its nextUpdate);
+  // a margin longer than the answer's lifetime re-checks at the pool's minimum interval.
+  absl::Duration recheck_margin = absl::Minutes(1);
 };
 
 // TLS policy for the broker's client side of one backend.

@@ -560,6 +560,8 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
         socket->retire_at =
             RetireTime(*socket->peer_chain, opts->tls.expiry_margin, socket->created_at);
       }
+      socket->info = info;
+      ArmOcspRecheckLocked(socket.get(), *opts, socket->created_at);
       s.socket = socket;
       s.state = SlotState::kIdle;
       idle_.push_back(slot);
@@ -812,6 +814,7 @@ void SocketPool::Sweep() {
   const std::shared_ptr<const BackendOptions> opts = options();
   const absl::Time now = absl::Now();
   Actions actions;
+  std::vector<std::shared_ptr<PooledSocket>> ocsp_due;
   {
     MutexLock lock(&mu_);
     if (shut_down_) return;
@@ -847,9 +850,11 @@ void SocketPool::Sweep() {
         s.socket->retire_reason = "expired";
       }
     }
+    ocsp_due = TakeDueOcspRechecksLocked(now);
     DispatchLocked(&actions);
   }
   Run(std::move(actions));
+  for (auto& socket : ocsp_due) StartOcspRecheck(std::move(socket));
   CheckTlsFilesIfDue();
   ReportCrlState(*tls_context());
 }
@@ -1105,9 +1110,9 @@ std::vector<SocketSnapshot> SocketPool::Sockets() const {
       snap.lease_id = s.socket->lease_id;
       snap.bytes_sent = s.socket->tls->bytes_sent();
       snap.bytes_received = s.socket->tls->bytes_received();
-      // Byte counters and session info are written on the socket's loop only before the socket
-      // enters the pool (session info) or are monotonic counters read for display.
-      snap.tls = s.socket->tls->session_info();
+      // Byte counters are monotonic counters read for display; the session info is the
+      // pool's copy (the TlsSocket's own changes on its loop when OCSP is re-checked).
+      snap.tls = s.socket->info;
     }
     out.push_back(std::move(snap));
   }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,14 @@ struct PooledSocket {
   // earliest notAfter of the backend's chain.
   absl::Time retire_at = absl::InfiniteFuture();
   // The fields below are guarded by the owning pool's mutex.
+  // The handshake's session info, with the OCSP fields kept current by re-checks (read by
+  // admin listings from any thread, so never the TlsSocket's own copy).
+  TlsSessionInfo info;
+  // OCSP re-check (see socket_pool_ocsp.cc): until when the current answer holds, when to
+  // re-check, and whether a re-check is under way.
+  std::optional<absl::Time> ocsp_valid_until;
+  absl::Time ocsp_recheck_at = absl::InfiniteFuture();
+  bool ocsp_recheck_pending = false;
   absl::Time last_released;
   int leases_served = 0;
   std::string lease_id;  // Of the lease holding it now; empty when not leased.
@@ -225,6 +234,17 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void OnWaiterDeadline(uint64_t ticket);
   void Sweep();
   void ScheduleSweep();
+  // OCSP re-checks of pooled sockets (socket_pool_ocsp.cc). ArmOcspRecheckLocked sets the
+  // first re-check of a new socket from its handshake answer; TakeDueOcspRechecksLocked
+  // marks the open sockets whose re-check is due (from the sweep) and StartOcspRecheck runs
+  // one on the socket's loop; OnOcspRecheck applies the verdict there.
+  void ArmOcspRecheckLocked(PooledSocket* socket, const BackendOptions& opts, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::shared_ptr<PooledSocket>> TakeDueOcspRechecksLocked(absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartOcspRecheck(std::shared_ptr<PooledSocket> socket) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnOcspRecheck(const std::shared_ptr<PooledSocket>& socket, OcspVerdict verdict)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // CheckTlsFiles() when tls.watch_interval has passed since the last check (from the sweep).
   void CheckTlsFilesIfDue() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
   // Makes `context` the one new sockets use, then applies what changed to the open ones: a

@@ -114,7 +114,7 @@ backends:
       crl: [pki/ec/int.crl.pem, pki/ec/int.crl.der]
       crl_check: CHAIN
       ocsp: {mode: QUERY, responder_url: "http://127.0.0.1:18888", on_unknown: ALLOW,
-             on_unreachable: ALLOW, timeout: 300ms}
+             on_unreachable: ALLOW, timeout: 300ms, recheck_margin: 90s}
       session_resumption: false
     pool: {mode: PER_LEASE, min_idle: 2, max_sockets: 32, max_waiters: 10,
            max_leases_per_socket: 100, acquire_timeout: 30s, idle_timeout: 5m, max_lifetime: 1h,
@@ -155,6 +155,7 @@ backends:
   EXPECT_EQ(b.tls.ocsp.on_unknown, FailPolicy::kAllow);
   EXPECT_EQ(b.tls.ocsp.on_unreachable, FailPolicy::kAllow);
   EXPECT_EQ(b.tls.ocsp.timeout, absl::Milliseconds(300));
+  EXPECT_EQ(b.tls.ocsp.recheck_margin, absl::Seconds(90));
   EXPECT_EQ(b.pool.mode, PoolMode::kPerLease);
   EXPECT_EQ(b.pool.min_idle, 2);
   EXPECT_EQ(b.pool.max_sockets, 32);
