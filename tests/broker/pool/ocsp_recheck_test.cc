@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "tests/broker/pool/pool_test_util.h"
 #include "tests/broker/pool/recording_observer.h"
+#include "tests/support/ocsp_responder_process.h"
 #include "tests/support/openssl_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
@@ -43,48 +44,12 @@ using testutil::WaitUntil;
 // Generous: re-checks run every second, but CI machines are slow and shared.
 constexpr absl::Duration kPatience = absl::Seconds(20);
 
-std::string SourceDir() {
-  const char* env = std::getenv("TLSB_SOURCE_DIR");
-  return env != nullptr && *env != '\0' ? env : TLSB_SOURCE_DIR_FOR_TEST;
+// A real `openssl ocsp` responder on 127.0.0.1, answering from `index` (an `openssl ca` index).
+std::unique_ptr<testutil::OcspResponderProcess> StartResponder(const std::string& index) {
+  auto responder = testutil::OcspResponderProcess::Start(index);
+  EXPECT_TRUE(responder.ok()) << responder.status();
+  return responder.ok() ? *std::move(responder) : nullptr;
 }
-
-// A real `openssl ocsp` responder on 127.0.0.1, answering from `index`.
-class OcspResponder {
- public:
-  static std::unique_ptr<OcspResponder> Start(const std::string& index) {
-    auto process = Subprocess::Start(
-        {"python3", SourceDir() + "/tests/support/ocsp_responder.py", "--index", index, "--ca",
-         PkiPath("ec", "int.crt"), "--rsigner", PkiPath("ec", "ocsp.crt"), "--rkey",
-         PkiPath("ec", "ocsp.key"), "--rother", PkiPath("ec", "int.crt")});
-    EXPECT_TRUE(process.ok()) << process.status();
-    if (!process.ok()) return nullptr;
-    absl::Status listening = (*process)->WaitForLog("LISTENING 127.0.0.1:", absl::Seconds(20));
-    EXPECT_TRUE(listening.ok()) << listening << (*process)->ReadLog();
-    if (!listening.ok()) return nullptr;
-    std::string log = (*process)->ReadLog();
-    absl::string_view rest = log;
-    rest.remove_prefix(log.find("LISTENING 127.0.0.1:") + 20);
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find('\n')), &port)) << log;
-    return std::unique_ptr<OcspResponder>(new OcspResponder(*std::move(process), port));
-  }
-
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
-  int requests() const {
-    int n = 0;
-    for (absl::string_view line : absl::StrSplit(process_->ReadLog(), '\n')) {
-      n += absl::StartsWith(line, "REQUEST ");
-    }
-    return n;
-  }
-  std::string log() const { return process_->ReadLog(); }
-
- private:
-  OcspResponder(std::unique_ptr<Subprocess> process, int port)
-      : process_(std::move(process)), port_(port) {}
-  std::unique_ptr<Subprocess> process_;
-  int port_;
-};
 
 class OcspRecheckTest : public ::testing::Test {
  protected:
@@ -98,7 +63,7 @@ class OcspRecheckTest : public ::testing::Test {
     // The responder reads a copy of the PKI's index, which the tests edit.
     index_ = (dir_ / "index.txt").string();
     std::filesystem::copy_file(PkiPath("ec", "int-db/index.txt"), index_);
-    responder_ = OcspResponder::Start(index_);
+    responder_ = StartResponder(index_);
     ASSERT_NE(responder_, nullptr);
 
     auto options = testutil::TlsTestServer::PkiOptions("ec");
@@ -167,7 +132,7 @@ class OcspRecheckTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::string index_;
-  std::unique_ptr<OcspResponder> responder_;
+  std::unique_ptr<testutil::OcspResponderProcess> responder_;
   std::unique_ptr<EventLoops> loops_ = std::make_unique<EventLoops>(2);
   std::unique_ptr<testutil::TlsTestServer> server_;
   std::shared_ptr<testutil::RecordingObserver> observer_;

@@ -31,6 +31,7 @@
 #include "broker/tls/tls_socket.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/ocsp_responder_process.h"
 #include "tests/support/openssl_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
@@ -48,48 +49,12 @@ using testutil::TlsTestServerOptions;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
 
-std::string SourceDir() {
-  const char* env = std::getenv("TLSB_SOURCE_DIR");
-  return env != nullptr && *env != '\0' ? env : TLSB_SOURCE_DIR_FOR_TEST;
-}
-
 // A real `openssl ocsp` responder on 127.0.0.1, answering from `index` (an `openssl ca` index).
-class OcspResponder {
- public:
-  static std::unique_ptr<OcspResponder> Start(const std::string& index) {
-    auto process = Subprocess::Start(
-        {"python3", SourceDir() + "/tests/support/ocsp_responder.py", "--index", index, "--ca",
-         PkiPath("ec", "int.crt"), "--rsigner", PkiPath("ec", "ocsp.crt"), "--rkey",
-         PkiPath("ec", "ocsp.key"), "--rother", PkiPath("ec", "int.crt")});
-    EXPECT_TRUE(process.ok()) << process.status();
-    if (!process.ok()) return nullptr;
-    absl::Status listening = (*process)->WaitForLog("LISTENING 127.0.0.1:", absl::Seconds(20));
-    EXPECT_TRUE(listening.ok()) << listening << (*process)->ReadLog();
-    if (!listening.ok()) return nullptr;
-    std::string log = (*process)->ReadLog();
-    absl::string_view rest = log;
-    rest.remove_prefix(log.find("LISTENING 127.0.0.1:") + 20);
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find('\n')), &port)) << log;
-    return std::unique_ptr<OcspResponder>(new OcspResponder(*std::move(process), port));
-  }
-
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/"); }
-  // Requests answered so far.
-  int requests() const {
-    std::string log = process_->ReadLog();
-    int n = 0;
-    for (absl::string_view line : absl::StrSplit(log, '\n')) n += absl::StartsWith(line, "REQUEST ");
-    return n;
-  }
-  std::string log() const { return process_->ReadLog(); }
-
- private:
-  OcspResponder(std::unique_ptr<Subprocess> process, int port)
-      : process_(std::move(process)), port_(port) {}
-  std::unique_ptr<Subprocess> process_;
-  int port_;
-};
+std::unique_ptr<testutil::OcspResponderProcess> StartResponder(const std::string& index) {
+  auto responder = testutil::OcspResponderProcess::Start(index);
+  EXPECT_TRUE(responder.ok()) << responder.status();
+  return responder.ok() ? *std::move(responder) : nullptr;
+}
 
 // A DER OCSP response for `cert` (ec PKI) made by the real `openssl ocsp`, signed by `rsigner`.
 std::string MakeResponseFile(const std::string& dir, const std::string& cert,
@@ -233,7 +198,7 @@ class OcspTest : public ::testing::Test {
 // ---- responder queries --------------------------------------------------------------------
 
 TEST_F(OcspTest, ResponderAnsweringGoodLetsTheHandshakeSucceed) {
-  auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
+  auto responder = StartResponder(PkiPath("ec", "int-db/index.txt"));
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
@@ -251,7 +216,7 @@ TEST_F(OcspTest, ResponderAnsweringGoodLetsTheHandshakeSucceed) {
 }
 
 TEST_F(OcspTest, ResponderAnsweringRevokedFailsWithCertificateRevoked) {
-  auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
+  auto responder = StartResponder(PkiPath("ec", "int-db/index.txt"));
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("revoked-server");
   ASSERT_NE(server, nullptr);
@@ -265,7 +230,7 @@ TEST_F(OcspTest, ResponderAnsweringUnknownFailsWithOcspUnknownByDefault) {
   // An empty index: the real responder knows no certificate and answers "unknown".
   const std::string empty_index = dir_ + "/empty-index.txt";
   std::ofstream(empty_index).close();
-  auto responder = OcspResponder::Start(empty_index);
+  auto responder = StartResponder(empty_index);
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
@@ -276,7 +241,7 @@ TEST_F(OcspTest, ResponderAnsweringUnknownFailsWithOcspUnknownByDefault) {
 TEST_F(OcspTest, ResponderAnsweringUnknownIsAcceptedWithOnUnknownAllow) {
   const std::string empty_index = dir_ + "/empty-index.txt";
   std::ofstream(empty_index).close();
-  auto responder = OcspResponder::Start(empty_index);
+  auto responder = StartResponder(empty_index);
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
@@ -314,7 +279,7 @@ TEST_F(OcspTest, ResponderDownIsAcceptedWithOnUnreachableAllow) {
 }
 
 TEST_F(OcspTest, SecondSocketIsAnsweredFromTheCacheWithoutAQuery) {
-  auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
+  auto responder = StartResponder(PkiPath("ec", "int-db/index.txt"));
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
@@ -334,7 +299,7 @@ TEST_F(OcspTest, SecondSocketIsAnsweredFromTheCacheWithoutAQuery) {
 TEST_F(OcspTest, WithoutResponderUrlTheCertificatesAiaUrlIsQueried) {
   const std::string index = dir_ + "/index.txt";
   std::ofstream(index).close();
-  auto responder = OcspResponder::Start(index);
+  auto responder = StartResponder(index);
   ASSERT_NE(responder, nullptr);
   const std::string key = dir_ + "/aia.key", csr = dir_ + "/aia.csr", crt = dir_ + "/aia.crt";
   const std::string ext = dir_ + "/aia.ext";
@@ -376,7 +341,7 @@ TEST_F(OcspTest, WithoutResponderUrlTheCertificatesAiaUrlIsQueried) {
 
 // Sockets connecting at the same moment (a prewarmed pool) share one query.
 TEST_F(OcspTest, ConcurrentHandshakesShareOneResponderQuery) {
-  auto responder = OcspResponder::Start(PkiPath("ec", "int-db/index.txt"));
+  auto responder = StartResponder(PkiPath("ec", "int-db/index.txt"));
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
@@ -459,7 +424,7 @@ TEST_F(OcspTest, RecheckSeesARevocationMadeAfterTheHandshake) {
   std::string original = testutil::ReadFileOrEmpty(PkiPath("ec", "int-db/index.txt"));
   ASSERT_FALSE(original.empty());
   { std::ofstream(index) << original; }
-  auto responder = OcspResponder::Start(index);
+  auto responder = StartResponder(index);
   ASSERT_NE(responder, nullptr);
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
