@@ -144,6 +144,10 @@ void CallReactor::OnResponse(absl::StatusOr<std::string> frame) {
   }
   if (failure.ok()) {
     Complete(absl::OkStatus(), false);
+  } else if (failure.code() == absl::StatusCode::kResourceExhausted) {
+    // The backend answered, with a frame over max_frame_bytes: the outcome is known (the
+    // request was served), only the answer cannot be delivered.
+    Complete(failure, true);
   } else {
     // The request was written: whatever happened, the backend may have acted on it.
     Complete(OutcomeUnknown(failure), true);

@@ -153,9 +153,8 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
       self->write_in_flight_ = false;
       if (status.ok()) {
         self->bytes_sent_ += size;
-        self->bytes_since_rekey_ += size;
         self->pool_->observer_->OnBytes("sent", size);
-        self->MaybeRekey();
+        self->CountForRekey(size);
       } else {
         self->BreakOnLoop(std::string(status.message()), /*io_error=*/true);
         if (!self->abort_status_.ok()) status = self->abort_status_;
@@ -195,8 +194,8 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
         return;
       }
       self->bytes_received_ += data->size();
-      self->bytes_since_rekey_ += data->size();
       self->pool_->observer_->OnBytes("received", data->size());
+      self->CountForRekey(data->size());
       if (self->response_decoder_) {
         auto consumed = self->response_decoder_->ConsumeAll(*data);
         // The bytes are delivered as they are; a stream that broke the framing just may not
@@ -205,7 +204,6 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
           self->BreakOnLoop(absl::StrCat("response framing: ", consumed.status().message()));
         }
       }
-      self->MaybeRekey();
       std::move(done)(std::move(data));
     });
   });
@@ -263,12 +261,20 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       return;
     }
     self->bytes_received_ += data->size();
-    self->bytes_since_rekey_ += data->size();
     self->pool_->observer_->OnBytes("received", data->size());
+    self->CountForRekey(data->size());
     auto consumed = self->response_decoder_->Consume(*data);
     if (!consumed.ok()) {
       self->read_in_flight_ = false;
       self->BreakOnLoop(absl::StrCat("response framing: ", consumed.status().message()));
+      if (consumed.status().code() == absl::StatusCode::kOutOfRange) {
+        // A well-formed answer, just larger than this backend may send: the caller learns the
+        // limit, not "bad frame".
+        std::move(done)(absl::ResourceExhaustedError(absl::StrCat(
+            "frame_too_large: the backend's response frame is too large: ",
+            consumed.status().message())));
+        return;
+      }
       std::move(done)(absl::UnavailableError(absl::StrCat(
           "bad_frame: the backend sent a bad frame: ", consumed.status().message())));
       return;
@@ -284,17 +290,13 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       // Bytes beyond the frame belong to nobody: never let them reach the next lease.
       self->BreakOnLoop("unread_bytes: the backend sent bytes after the response frame");
     }
-    self->MaybeRekey();
     std::move(done)(std::move(acc));
   });
 }
 
-void LeaseCore::MaybeRekey() {
-  uint64_t limit = options_->rekey_after_bytes;
-  if (limit == 0 || bytes_since_rekey_ < limit) return;
-  bytes_since_rekey_ = 0;
-  absl::Status status = socket_->tls->RequestKeyUpdate();
-  if (!status.ok()) BreakOnLoop(std::string(status.message()), /*io_error=*/true);
+void LeaseCore::CountForRekey(size_t bytes) {
+  // Counted by the socket, across leases: a socket serving many small Calls still rekeys.
+  socket_->tls->CountBytesForKeyUpdate(bytes, options_->rekey_after_bytes);
 }
 
 void LeaseCore::BreakOnLoop(std::string reason, bool io_error) {
@@ -373,6 +375,13 @@ void LeaseCore::Release() {
           self->request_decoder_->frames_completed() -
               self->response_decoder_->frames_completed(),
           " response frame(s): the backend may still answer"));
+    } else if (self->response_decoder_->frames_completed() >
+               self->request_decoder_->frames_completed()) {
+      // More responses than requests: the backend broke the one-request-one-response rule, so
+      // nothing says it will not send more; the next lease must never see them.
+      verdict = absl::FailedPreconditionError(absl::StrCat(
+          "extra_response: the backend sent ", self->response_decoder_->frames_completed(),
+          " response frames for ", self->request_decoder_->frames_completed(), " request(s)"));
     } else {
       verdict = self->socket_->tls->CheckNothingUnread();
       if (!verdict.ok() && verdict.code() != absl::StatusCode::kFailedPrecondition) {

@@ -44,7 +44,7 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   void Reclaim();
   void BreakOnLoop(std::string reason, bool io_error = false);
   void ContinueReadFrame(std::string acc, Lease::ReadCallback done);
-  void MaybeRekey();
+  void CountForRekey(size_t bytes);
   asio::io_context& io() { return socket_->tls->io(); }
 
   const std::shared_ptr<SocketPool> pool_;
@@ -69,7 +69,6 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   bool write_in_flight_ = false;
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
-  uint64_t bytes_since_rekey_ = 0;
 };
 
 }  // namespace tlsbroker

@@ -495,7 +495,7 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
     static const char* const kVerifyReasons[] = {
         "unknown_ca", "expired", "not_yet_valid", "hostname_mismatch", "peer_name_mismatch",
         "san_mismatch", "issuer_mismatch", "certificate_revoked", "bad_certificate",
-        "crl_unavailable", "ocsp_unknown", "ocsp_unreachable", "ocsp_invalid",
+        "crl_unavailable", "crl_stale", "ocsp_unknown", "ocsp_unreachable", "ocsp_invalid",
         "spki_pin_mismatch"};
     for (const char* r : kVerifyReasons) {
       if (result == r) observer_->OnCertVerifyFailure(result);
@@ -1070,6 +1070,11 @@ void SocketPool::ReportCrlState(const TlsClientContext& context) {
     MutexLock lock(&watch_mu_);
     log_now = stale != crl_stale_reported_;
     crl_stale_reported_ = stale;
+  }
+  if (stale && context.options().stale_crl == StaleCrlPolicy::kFail) {
+    // Refusing new handshakes must cover resumed ones too: no cached session outlives the
+    // CRL's nextUpdate (new sockets also re-check a resumed session, see TlsSocket).
+    context.FlushSessions();
   }
   if (log_now) {
     const std::shared_ptr<const BackendOptions> opts = options();

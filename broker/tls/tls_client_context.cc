@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "broker/common/log.h"
 #include "broker/common/status_macros.h"
+#include "broker/tls/failure_reason.h"
 #include "broker/tls/keystore.h"
 #include "broker/tls/openssl_errors.h"
 
@@ -323,7 +324,12 @@ absl::StatusOr<SslPtr> TlsClientContext::NewSsl() const {
       // TLS 1.3 tickets are meant for one use: take the newest, keep it only if it is the last
       // one (better a reused ticket than a full handshake; the server may refuse it).
       SSL_SESSION* session = sessions_.back().get();
-      if (SSL_SESSION_is_resumable(session)) SSL_set_session(ssl.get(), session);
+      if (SSL_SESSION_is_resumable(session)) {
+        // Each socket gets its own copy: OpenSSL writes to the session object during TLS 1.3
+        // handshakes and ticket handling, and sockets on two loops may handshake at once.
+        SslSessionPtr own(SSL_SESSION_dup(session));
+        if (own) SSL_set_session(ssl.get(), own.get());  // Takes its own reference.
+      }
       if (sessions_.size() > 1) sessions_.pop_back();
     }
   }
@@ -344,11 +350,52 @@ int TlsClientContext::NewSessionCallback(SSL* ssl, SSL_SESSION* session) {
   auto* self = static_cast<TlsClientContext*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextExIndex()));
   if (self == nullptr) return 0;
+  // Cache a copy, never the connection's own session object: the connection that received
+  // the ticket keeps using (and may change) that one on its own loop.
+  SslSessionPtr copy(SSL_SESSION_dup(session));
+  if (!copy) return 0;
   MutexLock lock(&self->sessions_mu_);
   constexpr size_t kMaxSessions = 16;
   if (self->sessions_.size() >= kMaxSessions) self->sessions_.erase(self->sessions_.begin());
-  self->sessions_.emplace_back(session);  // Returning 1 hands us the reference.
-  return 1;
+  self->sessions_.push_back(std::move(copy));
+  return 0;  // The connection keeps its reference to `session`.
+}
+
+absl::Status TlsClientContext::CheckResumedSession(SSL* ssl) const {
+  // A resumed handshake skips certificate verification: the chain the session carries was
+  // checked against the policy of the day it was first verified. Check it again against the
+  // policy in force now, exactly as libssl would on a full handshake (same store, purpose,
+  // host/IP parameters and verify callback), so trust, CRLs and their staleness, expiry, the
+  // server name, the peer-name/issuer/SAN rules and the SPKI pins all apply.
+  X509* leaf = SSL_get0_peer_certificate(ssl);  // get0: owned by the session.
+  if (leaf == nullptr) {
+    return TlsFailure("bad_certificate", "the resumed session carries no backend certificate");
+  }
+  STACK_OF(X509)* sent = SSL_get_peer_cert_chain(ssl);  // Borrowed; starts with the leaf.
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx_.get());  // get0: owned by ctx_.
+  std::unique_ptr<X509_STORE_CTX, void (*)(X509_STORE_CTX*)> verify(X509_STORE_CTX_new(),
+                                                                    &X509_STORE_CTX_free);
+  ERR_clear_error();
+  if (!verify || X509_STORE_CTX_init(verify.get(), store, leaf, sent) != 1 ||
+      X509_STORE_CTX_set_ex_data(verify.get(), SSL_get_ex_data_X509_STORE_CTX_idx(), ssl) != 1 ||
+      X509_STORE_CTX_set_default(verify.get(), "ssl_server") != 1 ||
+      X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(verify.get()), SSL_get0_param(ssl)) != 1) {
+    return TlsFailure("handshake_failed",
+                      absl::StrCat("re-checking the resumed session: ", DrainOpenSslErrors()));
+  }
+  X509_STORE_CTX_set_verify_cb(verify.get(), &TlsClientContext::VerifyCallback);
+  if (X509_verify_cert(verify.get()) == 1) {
+    ERR_clear_error();
+    return absl::OkStatus();
+  }
+  const int error = X509_STORE_CTX_get_error(verify.get());
+  std::string reason = AppVerifyFailure(ssl);
+  if (reason.empty()) reason = std::string(ReasonForVerifyError(error));
+  ERR_clear_error();
+  return TlsFailure(reason, absl::StrCat("the resumed session no longer passes the policy: ",
+                                         reason == "handshake_failed" || error == X509_V_OK
+                                             ? "verification failed"
+                                             : X509_verify_cert_error_string(error)));
 }
 
 std::string TlsClientContext::AppVerifyFailure(SSL* ssl) {

@@ -41,6 +41,11 @@ class TlsClientContext final {
   // the new checks).
   void FlushSessions() const;
 
+  // For a handshake that resumed a session on `ssl`: re-verifies the chain the session
+  // carries against this context's policy now (see the definition). OK, or the failure as
+  // TlsFailure builds it ("<reason>: ...").
+  absl::Status CheckResumedSession(SSL* ssl) const;
+
   // True when `chain` (as a pooled socket's backend presented it) contains a certificate that
   // this context's CRLs revoke (the leaf, or any certificate with crl_check CHAIN). Only
   // revocation counts here: expiry and a stale CRL are handled elsewhere. Thread-safe.

@@ -152,6 +152,7 @@ void TlsSocket::DoHandshake() {
   int rc = SSL_connect(ssl_.get());
   if (rc == 1) {
     FillSessionInfo();
+    if (info_.resumed && !RecheckResumedSession()) return;
     if (context_->ocsp() != nullptr) {
       StartOcspCheck();
       return;
@@ -182,6 +183,18 @@ void TlsSocket::DoHandshake() {
   }
   if (detail.empty()) detail = "the backend closed the connection during the handshake";
   FinishConnect(TlsFailure(reason, detail));
+}
+
+bool TlsSocket::RecheckResumedSession() {
+  absl::Status status = context_->CheckResumedSession(ssl_.get());
+  if (status.ok()) return true;
+  // The cached sessions carry what no longer passes: the next socket does a full handshake.
+  context_->FlushSessions();
+  ERR_clear_error();
+  SSL_shutdown(ssl_.get());
+  ERR_clear_error();
+  FinishConnect(std::move(status));
+  return false;
 }
 
 void TlsSocket::StartOcspCheck() {
@@ -332,12 +345,37 @@ void TlsSocket::Write(std::string data, StatusCallback done) {
   write_buf_ = std::move(data);
   write_offset_ = 0;
   write_done_ = std::move(done);
+  // A Write issued from inside the callback of a write that completed inline is picked up by
+  // that DoWrite's loop once the callback returns: nesting would grow the stack per write.
+  if (delivering_write_) return;
   DoWrite();
 }
 
+void TlsSocket::DeliverWrite(absl::Status status) {
+  auto done = std::move(write_done_);
+  write_done_ = nullptr;
+  write_buf_.clear();
+  // A key update asked for while this write was pending can go out now (see
+  // CountBytesForKeyUpdate); before the callback, which may start the next write.
+  if (status.ok()) SendDueKeyUpdate();
+  if (!done) return;
+  delivering_write_ = true;
+  std::move(done)(std::move(status));
+  delivering_write_ = false;
+}
+
 void TlsSocket::DoWrite() {
-  while (write_offset_ < write_buf_.size()) {
-    if (closed_) break;
+  // The callbacks below may drop every other reference to this socket.
+  auto self = shared_from_this();
+  while (write_done_) {
+    if (closed_) {
+      DeliverWrite(Cancelled());
+      continue;
+    }
+    if (write_offset_ >= write_buf_.size()) {
+      DeliverWrite(absl::OkStatus());
+      continue;  // The callback may have issued the next Write.
+    }
     ERR_clear_error();
     int n = SSL_write(ssl_.get(), write_buf_.data() + write_offset_,
                       static_cast<int>(std::min<size_t>(write_buf_.size() - write_offset_, 1 << 20)));
@@ -348,14 +386,12 @@ void TlsSocket::DoWrite() {
     }
     int err = SSL_get_error(ssl_.get(), n);
     if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-      auto self = shared_from_this();
       socket_.async_wait(err == SSL_ERROR_WANT_WRITE ? asio::ip::tcp::socket::wait_write
                                                      : asio::ip::tcp::socket::wait_read,
                          [self](const asio::error_code& ec) {
                            if (ec || self->closed_) {
-                             auto done = std::move(self->write_done_);
-                             self->write_done_ = nullptr;
-                             if (done) std::move(done)(Cancelled());
+                             self->DeliverWrite(Cancelled());
+                             if (self->write_done_) self->DoWrite();
                              return;
                            }
                            self->DoWrite();
@@ -363,17 +399,9 @@ void TlsSocket::DoWrite() {
       return;
     }
     std::string detail = DrainOpenSslErrors();
-    auto done = std::move(write_done_);
-    write_done_ = nullptr;
-    std::move(done)(absl::UnavailableError(absl::StrCat(
+    DeliverWrite(absl::UnavailableError(absl::StrCat(
         "write_failed: writing to the backend failed", detail.empty() ? "" : ": ", detail)));
-    return;
   }
-  absl::Status result = write_offset_ < write_buf_.size() ? Cancelled() : absl::OkStatus();
-  auto done = std::move(write_done_);
-  write_done_ = nullptr;
-  write_buf_.clear();
-  if (done) std::move(done)(result);
 }
 
 void TlsSocket::Read(size_t max_bytes, ReadCallback done) {
@@ -383,65 +411,95 @@ void TlsSocket::Read(size_t max_bytes, ReadCallback done) {
   }
   read_max_ = max_bytes == 0 ? 1 : max_bytes;
   read_done_ = std::move(done);
+  // A Read issued from inside the callback of a read that completed inline (OpenSSL already
+  // held the bytes) is picked up by that DoRead's loop once the callback returns. Calling
+  // DoRead here would nest one stack frame per TLS record: a backend sending 1 MiB as
+  // 16-byte records overflowed the I/O thread's stack that way.
+  if (delivering_read_) return;
   DoRead();
 }
 
-void TlsSocket::DoRead() {
-  auto finish = [this](absl::StatusOr<std::string> result) {
-    auto done = std::move(read_done_);
-    read_done_ = nullptr;
-    if (done) std::move(done)(std::move(result));
-  };
-  if (closed_) {
-    finish(Cancelled());
-    return;
+void TlsSocket::DeliverRead(absl::StatusOr<std::string> result) {
+  auto done = std::move(read_done_);
+  read_done_ = nullptr;
+  if (!done) return;
+  delivering_read_ = true;
+  std::move(done)(std::move(result));
+  delivering_read_ = false;
+}
+
+absl::Status TlsSocket::ReadFailure(int ssl_error) {
+  if (ssl_error == SSL_ERROR_ZERO_RETURN) {
+    return absl::UnavailableError("backend_closed: the backend closed the connection");
   }
-  // Always try SSL_read before waiting: OpenSSL may hold decrypted bytes (SSL_pending) that
-  // the fd's readiness knows nothing about.
-  std::string buf(read_max_, '\0');
-  ERR_clear_error();
-  int n = SSL_read(ssl_.get(), buf.data(), static_cast<int>(buf.size()));
-  if (n > 0) {
-    buf.resize(n);
-    bytes_received_ += n;
-    finish(std::move(buf));
-    return;
-  }
-  int err = SSL_get_error(ssl_.get(), n);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-    auto self = shared_from_this();
-    uint64_t generation = read_generation_;
-    socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
-                                                  : asio::ip::tcp::socket::wait_write,
-                       [self, generation](const asio::error_code& ec) {
-                         if (generation != self->read_generation_) return;  // CancelRead.
-                         if (ec || self->closed_) {
-                           auto done = std::move(self->read_done_);
-                           self->read_done_ = nullptr;
-                           if (done) std::move(done)(Cancelled());
-                           return;
-                         }
-                         self->DoRead();
-                       });
-    return;
-  }
-  if (err == SSL_ERROR_ZERO_RETURN) {
-    finish(absl::UnavailableError("backend_closed: the backend closed the connection"));
-    return;
-  }
-  if (ClosedWithoutNotify(err)) {
+  if (ClosedWithoutNotify(ssl_error)) {
     DrainOpenSslErrors();
-    finish(absl::UnavailableError("backend_closed: the backend closed the connection without "
-                                  "close_notify"));
-    return;
+    return absl::UnavailableError(
+        "backend_closed: the backend closed the connection without close_notify");
   }
   // The reason first: it reads the error queue (e.g. a TLS 1.3 alert rejecting our client
   // certificate, which arrives at the first read), and draining empties it.
   std::string reason = HandshakeFailureReason(ssl_.get());
   if (reason == "handshake_failed") reason = "read_failed";
   std::string detail = DrainOpenSslErrors();
-  finish(absl::UnavailableError(absl::StrCat(reason, ": reading from the backend failed: ",
-                                             detail)));
+  return absl::UnavailableError(
+      absl::StrCat(reason, ": reading from the backend failed: ", detail));
+}
+
+void TlsSocket::DoRead() {
+  // The callbacks below may drop every other reference to this socket.
+  auto self = shared_from_this();
+  // Iterative on purpose: every read that completes without waiting is delivered from this
+  // loop, and a Read issued by its callback continues the loop instead of nesting.
+  while (read_done_) {
+    if (closed_) {
+      DeliverRead(Cancelled());
+      continue;
+    }
+    if (!deferred_read_error_.ok()) {
+      absl::Status error = std::move(deferred_read_error_);
+      deferred_read_error_ = absl::OkStatus();
+      DeliverRead(std::move(error));
+      continue;
+    }
+    // Always try SSL_read before waiting: OpenSSL may hold decrypted bytes (SSL_pending) that
+    // the fd's readiness knows nothing about. Fill the buffer from as many records as are
+    // there, so a backend that sends tiny records costs one callback per buffer, not per
+    // record.
+    std::string buf(read_max_, '\0');
+    size_t got = 0;
+    int err = SSL_ERROR_NONE;
+    while (got < buf.size()) {
+      ERR_clear_error();
+      int n = SSL_read(ssl_.get(), buf.data() + got, static_cast<int>(buf.size() - got));
+      if (n <= 0) {
+        err = SSL_get_error(ssl_.get(), n);
+        break;
+      }
+      got += static_cast<size_t>(n);
+    }
+    const bool would_block = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE;
+    if (got > 0) {
+      // Bytes first; an error behind them is reported by the next Read.
+      if (err != SSL_ERROR_NONE && !would_block) deferred_read_error_ = ReadFailure(err);
+      buf.resize(got);
+      bytes_received_ += got;
+      DeliverRead(std::move(buf));
+      continue;
+    }
+    if (would_block) {
+      uint64_t generation = read_generation_;
+      socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                                    : asio::ip::tcp::socket::wait_write,
+                         [self, generation](const asio::error_code& ec) {
+                           if (generation != self->read_generation_) return;  // CancelRead.
+                           if (ec || self->closed_) self->DeliverRead(Cancelled());
+                           self->DoRead();
+                         });
+      return;
+    }
+    DeliverRead(ReadFailure(err));
+  }
 }
 
 void TlsSocket::CancelRead() {
@@ -511,14 +569,32 @@ absl::Status TlsSocket::CheckNothingUnread() {
   return absl::UnavailableError(absl::StrCat(reason, ": ", detail));
 }
 
-absl::Status TlsSocket::RequestKeyUpdate() {
-  if (closed_ || !ssl_) return Cancelled();
-  if (SSL_version(ssl_.get()) < TLS1_3_VERSION) return absl::OkStatus();
+void TlsSocket::CountBytesForKeyUpdate(uint64_t bytes, uint64_t limit) {
+  if (limit == 0 || closed_ || !ssl_) return;
+  bytes_since_key_update_ += bytes;
+  if (bytes_since_key_update_ < limit) return;
+  bytes_since_key_update_ -= limit;
+  key_update_due_ = true;
+  // OpenSSL 3.0 refuses SSL_key_update while a write is pending (SSL_R_BAD_WRITE_RETRY): then
+  // the update waits for that write to finish (DeliverWrite).
+  if (!write_done_) SendDueKeyUpdate();
+}
+
+void TlsSocket::SendDueKeyUpdate() {
+  if (!key_update_due_ || closed_ || !ssl_) return;
+  key_update_due_ = false;
+  if (SSL_version(ssl_.get()) < TLS1_3_VERSION) return;
   ERR_clear_error();
   if (SSL_key_update(ssl_.get(), SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
-    return absl::InternalError(absl::StrCat("KeyUpdate failed: ", DrainOpenSslErrors()));
+    // Not worth breaking a healthy exchange for: the next limit's worth of bytes tries again.
+    DrainOpenSslErrors();
+    return;
   }
-  return absl::OkStatus();
+  // Send it now rather than with the next write, which may never come. On a full socket
+  // buffer OpenSSL keeps it and sends it with the next write.
+  SSL_do_handshake(ssl_.get());
+  ERR_clear_error();
+  ++key_updates_sent_;
 }
 
 void TlsSocket::Close() {

@@ -92,8 +92,12 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   // source. Loop-thread only, like every method.
   void RecheckOcsp(absl::Duration margin, absl::AnyInvocable<void(OcspVerdict) &&> done);
 
-  // Sends a TLS 1.3 KeyUpdate (no new handshake). No-op below TLS 1.3.
-  absl::Status RequestKeyUpdate();
+  // Rekeying by volume (rekey_after_bytes), counted per socket across all its leases: adds
+  // `bytes` (sent or received) to the count and, each time `limit` more have crossed the
+  // socket, sends a TLS 1.3 KeyUpdate (no new handshake) as soon as no write is pending.
+  // No-op with `limit` 0 or below TLS 1.3.
+  void CountBytesForKeyUpdate(uint64_t bytes, uint64_t limit);
+  uint64_t key_updates_sent() const { return key_updates_sent_; }
 
   // Sends close_notify (best effort, never blocks) and closes the fd. Operations in flight
   // complete with kCancelled. Idempotent.
@@ -118,8 +122,18 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   void FinishConnect(absl::Status status);
   void DoWrite();
   void DoRead();
+  // Run the pending Write's / Read's callback, marking that a callback is running so a new
+  // operation it issues is continued by the caller's loop instead of nesting.
+  void DeliverWrite(absl::Status status);
+  void DeliverRead(absl::StatusOr<std::string> result);
+  // The status of a failed SSL_read; reads the error queue, so call it right away.
+  absl::Status ReadFailure(int ssl_error);
+  void SendDueKeyUpdate();
   void ArmIdleWatch();
   void FillSessionInfo();
+  // After a resumed handshake: the policy in force now must pass on the session's chain (a
+  // resumed handshake skips verification). False when it did not; the connect has failed.
+  bool RecheckResumedSession();
   void StartOcspCheck();
   void OnOcspVerdict(OcspVerdict verdict);
 
@@ -141,6 +155,13 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   size_t read_max_ = 0;
   ReadCallback read_done_;
   uint64_t read_generation_ = 0;  // Bumped by CancelRead: stale read waits then do nothing.
+  bool delivering_read_ = false;
+  bool delivering_write_ = false;
+  // An error met after bytes were read: those bytes are delivered first, the error next.
+  absl::Status deferred_read_error_;
+  uint64_t bytes_since_key_update_ = 0;
+  bool key_update_due_ = false;
+  uint64_t key_updates_sent_ = 0;
   StatusCallback idle_broken_;
   uint64_t idle_generation_ = 0;
   bool idle_wait_armed_ = false;

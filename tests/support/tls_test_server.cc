@@ -216,7 +216,20 @@ absl::StatusOr<std::unique_ptr<TlsTestServer>> TlsTestServer::Create(TlsTestServ
 }
 
 TlsTestServer::TlsTestServer(TlsTestServerOptions options, SslCtxOwner ctx)
-    : options_(std::move(options)), ctx_(std::move(ctx)), port_(options_.port) {}
+    : options_(std::move(options)), ctx_(std::move(ctx)), port_(options_.port) {
+  SSL_CTX_set_msg_callback(ctx_.get(), &TlsTestServer::MessageCallback);
+  SSL_CTX_set_msg_callback_arg(ctx_.get(), this);
+}
+
+void TlsTestServer::MessageCallback(int write_p, int /*version*/, int content_type,
+                                    const void* buf, size_t len, SSL* /*ssl*/, void* arg) {
+  // Counts the TLS 1.3 KeyUpdate messages clients send (handshake type 24).
+  if (write_p != 0 || content_type != SSL3_RT_HANDSHAKE || len < 1) return;
+  if (static_cast<const unsigned char*>(buf)[0] != SSL3_MT_KEY_UPDATE) return;
+  auto* self = static_cast<TlsTestServer*>(arg);
+  ++self->key_updates_received_;
+  self->Changed();
+}
 
 TlsTestServer::~TlsTestServer() { Stop(); }
 
@@ -496,6 +509,8 @@ bool TlsTestServer::Respond(SSL* ssl, absl::string_view payload) {
     }
   }
   if (send_extra_byte_) response += "!";
+  // Both copies in one write, so the client finds the second one already there.
+  if (extra_response_) response += response;
   if (!WriteAll(ssl, response)) return false;
   ++responses_;
   Changed();
@@ -503,6 +518,8 @@ bool TlsTestServer::Respond(SSL* ssl, absl::string_view payload) {
 }
 
 bool TlsTestServer::WriteAll(SSL* ssl, absl::string_view bytes) {
+  const size_t record_size = response_record_size_;
+  if (record_size > 0) return WriteAsSmallRecords(ssl, bytes, record_size);
   while (!bytes.empty()) {
     ERR_clear_error();
     int n = SSL_write(ssl, bytes.data(), static_cast<int>(bytes.size()));
@@ -516,6 +533,35 @@ bool TlsTestServer::WriteAll(SSL* ssl, absl::string_view bytes) {
     bytes.remove_prefix(static_cast<size_t>(n));
   }
   return true;
+}
+
+bool TlsTestServer::WriteAsSmallRecords(SSL* ssl, absl::string_view bytes, size_t record_size) {
+  // Encrypt everything first, one SSL_write (so one TLS record) per `record_size` bytes, into
+  // a memory BIO; then send all the ciphertext in one go, so the client finds thousands of
+  // records waiting in one read.
+  BIO* socket_bio = SSL_get_wbio(ssl);
+  BIO_up_ref(socket_bio);
+  BIO* memory = BIO_new(BIO_s_mem());
+  SSL_set0_wbio(ssl, memory);  // Takes `memory`; drops the SSL's reference on socket_bio.
+  bool ok = memory != nullptr;
+  for (size_t offset = 0; ok && offset < bytes.size(); offset += record_size) {
+    const size_t n = std::min(record_size, bytes.size() - offset);
+    ok = SSL_write(ssl, bytes.data() + offset, static_cast<int>(n)) == static_cast<int>(n);
+  }
+  char* data = nullptr;
+  const long len = ok ? BIO_get_mem_data(memory, &data) : 0;
+  std::string ciphertext(data == nullptr ? "" : std::string(data, static_cast<size_t>(len)));
+  SSL_set0_wbio(ssl, socket_bio);  // Gives our reference back; frees `memory`.
+  ERR_clear_error();
+  const int fd = SSL_get_fd(ssl);
+  for (size_t sent = 0; ok && sent < ciphertext.size();) {
+    ssize_t n = ::send(fd, ciphertext.data() + sent, ciphertext.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) sent += static_cast<size_t>(n);
+  }
+  if (ok) bytes_out_ += static_cast<int64_t>(bytes.size());
+  return ok;
 }
 
 bool TlsTestServer::DelayUnlessStopping(int64_t ms) {

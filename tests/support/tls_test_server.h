@@ -136,6 +136,13 @@ class TlsTestServer final {
   void set_response_delay(absl::Duration delay) {
     response_delay_ms_ = absl::ToInt64Milliseconds(delay);
   }
+  // Sends each response as TLS records of `bytes` application bytes each (0 = as large as
+  // OpenSSL makes them), all encrypted first and then written in one go: a legal but hostile
+  // backend that makes the client process thousands of tiny records per read.
+  void set_response_record_size(size_t bytes) { response_record_size_ = bytes; }
+  // Answers each request twice (kFramedEcho: two whole response frames): a backend that breaks
+  // the one-request-one-response rule.
+  void set_extra_response(bool on) { extra_response_ = on; }
   // After each response, one unsolicited byte ('!') follows.
   void set_send_extra_bytes_after_response(bool on) { send_extra_byte_ = on; }
 
@@ -149,6 +156,8 @@ class TlsTestServer final {
   int64_t current_connections() const { return current_connections_; }
   int64_t bytes_in() const { return bytes_in_; }
   int64_t bytes_out() const { return bytes_out_; }
+  // TLS 1.3 KeyUpdate messages received from clients.
+  int64_t key_updates_received() const { return key_updates_received_; }
 
   // Successful handshakes in the order they completed.
   std::vector<TlsTestServerHandshake> handshakes() const;
@@ -175,6 +184,9 @@ class TlsTestServer final {
   // Answers one request; false ends the connection.
   bool Respond(SSL* ssl, absl::string_view payload);
   bool WriteAll(SSL* ssl, absl::string_view bytes);
+  bool WriteAsSmallRecords(SSL* ssl, absl::string_view bytes, size_t record_size);
+  static void MessageCallback(int write_p, int version, int content_type, const void* buf,
+                              size_t len, SSL* ssl, void* arg);
   // Sleeps up to `ms`; false if the server is stopping.
   bool DelayUnlessStopping(int64_t ms);
   void CloseConnection(Connection* connection);
@@ -192,6 +204,9 @@ class TlsTestServer final {
   std::atomic<bool> oversize_response_{false};
   std::atomic<int64_t> response_delay_ms_{0};
   std::atomic<bool> send_extra_byte_{false};
+  std::atomic<size_t> response_record_size_{0};
+  std::atomic<bool> extra_response_{false};
+  std::atomic<int64_t> key_updates_received_{0};
 
   std::atomic<int64_t> connections_accepted_{0};
   std::atomic<int64_t> full_handshakes_{0};
