@@ -346,6 +346,20 @@ size_t TlsClientContext::CachedSessionsForTest() const {
   return sessions_.size();
 }
 
+void TlsClientContext::AdoptSessionsForTest(const TlsClientContext& other) const {
+  std::vector<SslSessionPtr> copies;
+  {
+    MutexLock lock(&other.sessions_mu_);
+    for (const SslSessionPtr& session : other.sessions_) {
+      copies.emplace_back(SSL_SESSION_dup(session.get()));
+    }
+  }
+  MutexLock lock(&sessions_mu_);
+  for (SslSessionPtr& copy : copies) {
+    if (copy) sessions_.push_back(std::move(copy));
+  }
+}
+
 int TlsClientContext::NewSessionCallback(SSL* ssl, SSL_SESSION* session) {
   auto* self = static_cast<TlsClientContext*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextExIndex()));

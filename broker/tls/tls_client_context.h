@@ -71,6 +71,9 @@ class TlsClientContext final {
 
   // Number of sessions currently cached (tests).
   size_t CachedSessionsForTest() const;
+  // Copies `other`'s cached sessions into this cache (tests): a session verified under one
+  // policy, offered for resumption under another.
+  void AdoptSessionsForTest(const TlsClientContext& other) const;
 
  private:
   TlsClientContext(const TlsOptions& options, const std::string& server_name);

@@ -91,6 +91,31 @@ class RevocationTest : public ::testing::Test {
 
   std::string Dir(absl::string_view name) { return (dir_ / std::string(name)).string(); }
 
+  // A CRL of the intermediate CA made by `openssl ca -gencrl` from a copy of the test PKI's CA
+  // database (so it lists the PKI's revoked-* certificates), current for `valid_for` from
+  // now. `*stale_after` is set to a time by which its nextUpdate has surely passed.
+  std::string OpensslCaCrl(absl::Duration valid_for, absl::Time* stale_after) {
+    const std::filesystem::path ca = dir_ / "ca";
+    std::filesystem::create_directories(ca);
+    std::filesystem::copy(PkiPath("ec", "int-db"), ca / "int-db",
+                          std::filesystem::copy_options::recursive);
+    std::filesystem::copy_file(PkiPath("ec", "int.key"), ca / "int.key");
+    std::filesystem::copy_file(PkiPath("ec", "int.crt"), ca / "int.crt");
+    const std::string out = Dir("ca-made.crl.pem");
+    const absl::Time before = absl::Now();
+    auto result = testutil::RunCommand(
+        {"sh", "-c",
+         absl::StrCat("cd '", ca.string(),
+                      "' && openssl ca -gencrl -batch -config int-db/ca.cnf -keyfile int.key "
+                      "-cert int.crt -crlexts crl_ext -crlsec ",
+                      absl::ToInt64Seconds(valid_for), " -out '", out, "'")});
+    EXPECT_TRUE(result.ok() && result->exit_code == 0)
+        << (result.ok() ? result->output : result.status().ToString());
+    // CRL times have whole seconds; one more covers the rounding.
+    *stale_after = before + valid_for + absl::Seconds(1) + (absl::Now() - before);
+    return out;
+  }
+
   std::filesystem::path dir_;
   std::unique_ptr<EventLoops> loops_ = std::make_unique<EventLoops>(2);
   std::unique_ptr<testutil::TlsTestServer> server_;
@@ -268,6 +293,35 @@ TEST_F(RevocationTest, StaleCrlWithFailRefusesNewHandshakes) {
   ASSERT_FALSE(lease.ok());
   EXPECT_EQ(ReasonOf(lease.status()), "crl_stale") << lease.status();
   EXPECT_EQ(observer_->crl_stale(), 1);
+}
+
+// stale_crl FAIL covers resumed handshakes too: a session cached while the CRL was current
+// does not carry new sockets past its nextUpdate (PER_LEASE, so every lease needs a new
+// socket, which would resume). The CRL is issued by `openssl ca` and turns stale at run time.
+TEST_F(RevocationTest, CrlTurningStaleUnderFailRefusesResumedHandshakesToo) {
+  StartServer(PkiPath("ec", "server.crt"), PkiPath("ec", "server.key"));
+  absl::Time stale_after;
+  const std::string crl = OpensslCaCrl(absl::Seconds(4), &stale_after);
+  BackendOptions b = Backend();
+  b.tls.crl_files = {crl};
+  b.tls.stale_crl = StaleCrlPolicy::kFail;
+  b.pool.mode = PoolMode::kPerLease;
+  MakePool(b);
+  {
+    auto lease = AcquireSync(*pool_);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_TRUE(RoundTrip(*lease, "while-current").ok());  // Reads the TLS 1.3 ticket.
+  }
+  ASSERT_TRUE(WaitUntil([&] { return pool_->tls_context()->CachedSessionsForTest() >= 1; },
+                        kPatience))
+      << "no session was cached, so nothing could resume and this test proves nothing";
+  ASSERT_TRUE(WaitUntil([&] { return absl::Now() > stale_after; }, kPatience));
+
+  auto lease = AcquireSync(*pool_, "", absl::Seconds(5));
+  ASSERT_FALSE(lease.ok()) << "a socket was leased after the CRL went stale";
+  EXPECT_EQ(ReasonOf(lease.status()), "crl_stale") << lease.status();
+  EXPECT_EQ(pool_->Stats().handshakes_resumed, 0u);
+  EXPECT_GE(observer_->Get("verify_failure:crl_stale"), 1);
 }
 
 // stale_crl WARN: the stale CRL is still used (handshakes succeed) and reported stale.

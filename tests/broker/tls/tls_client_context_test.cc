@@ -559,6 +559,75 @@ TEST_F(TlsClientTest, SecondSocketResumesAfterFirstProcessedTicket) {
   EXPECT_EQ(SessionInfo(second).peer_subject, kServerSubject);
 }
 
+// A resumed handshake skips certificate verification, so a session verified under one policy
+// must not carry a socket past a stricter one: a session cached by a context that accepts the
+// backend, offered for resumption by a context whose policy refuses it, resumes at the TLS
+// level (the backend counts it) and is then refused with the policy's reason. The cache is
+// flushed, so the next socket does a full handshake and is refused the same way.
+struct ResumedPolicyCase {
+  std::string name;
+  std::string server_cert;  // PKI file names; the key has the same stem.
+  std::function<void(TlsOptions*)> tighten;
+  std::string reason;
+  std::string server_name = "localhost";  // What the strict context expects.
+};
+
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const ResumedPolicyCase& c, std::ostream* os) { *os << c.name; }
+
+class ResumedSessionPolicyTest : public TlsClientTest,
+                                 public ::testing::WithParamInterface<ResumedPolicyCase> {};
+
+TEST_P(ResumedSessionPolicyTest, ResumedSessionIsRecheckedAgainstTheCurrentPolicy) {
+  const ResumedPolicyCase& c = GetParam();
+  std::string key = c.server_cert;
+  key.replace(key.rfind(".crt"), 4, ".key");
+  auto server = StartServer(ServerWithCert(c.server_cert, key));
+  ASSERT_NE(server, nullptr);
+  auto lenient = MakeContext(ClientOptions());
+  ASSERT_NE(lenient, nullptr);
+  std::shared_ptr<TlsSocket> first;
+  ASSERT_TRUE(ConnectNew(lenient, server->port(), &first).ok());
+  ASSERT_TRUE(Echo(first, "ping").ok());  // Reads the TLS 1.3 ticket.
+  ASSERT_GE(lenient->CachedSessionsForTest(), 1u);
+
+  TlsOptions strict_options = ClientOptions();
+  c.tighten(&strict_options);
+  auto strict = MakeContext(strict_options, c.server_name);
+  ASSERT_NE(strict, nullptr);
+  strict->AdoptSessionsForTest(*lenient);
+  absl::Status resumed = ConnectNew(strict, server->port());
+  EXPECT_EQ(ReasonOf(resumed), c.reason) << resumed;
+  ASSERT_TRUE(server->WaitFor([](const auto& s) { return s.resumed_handshakes == 1; }, kWait))
+      << "the second socket did not resume, so this test proves nothing";
+  EXPECT_EQ(strict->CachedSessionsForTest(), 0u);
+
+  absl::Status full = ConnectNew(strict, server->port());
+  EXPECT_EQ(ReasonOf(full), c.reason) << full;
+  EXPECT_EQ(server->resumed_handshakes(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Policies, ResumedSessionPolicyTest,
+    ::testing::Values(
+        ResumedPolicyCase{"CertificateRevokedSinceTheSessionWasCached", "revoked-server.crt",
+                          [](TlsOptions* o) { o->crl_files = {PkiPath("ec", "int.crl.pem")}; },
+                          "certificate_revoked"},
+        ResumedPolicyCase{"PeerNameRuleAddedSince", "server.crt",
+                          [](TlsOptions* o) { o->peer_name = "CN=someone-else"; },
+                          "peer_name_mismatch"},
+        ResumedPolicyCase{"SpkiPinAddedSince", "server.crt",
+                          [](TlsOptions* o) {
+                            o->spki_pins = {SpkiPin(PkiPath("ec", "wrongca/server.crt"))};
+                          },
+                          "spki_pin_mismatch"},
+        ResumedPolicyCase{"SanRuleAddedSince", "server.crt",
+                          [](TlsOptions* o) { o->san_uri = {"spiffe://elsewhere/*"}; },
+                          "san_mismatch"},
+        ResumedPolicyCase{"ServerNameChangedSince", "server.crt", [](TlsOptions*) {},
+                          "hostname_mismatch", "other.example"}),
+    [](const ::testing::TestParamInfo<ResumedPolicyCase>& info) { return info.param.name; });
+
 // Resumption off: every socket does a full handshake, even after tickets were read.
 TEST_F(TlsClientTest, ResumptionOffNeverResumes) {
   auto server = StartServer(TlsTestServer::PkiOptions("ec"));
