@@ -149,8 +149,9 @@ struct BackendOptions {
   PoolOptions pool;
   ClientIdOptions client_id;
   FramingOptions framing;
-  std::vector<std::string> allowed_callers;  // Patterns; `*` at the end matches any suffix.
-  uint64_t rekey_after_bytes = 0;            // 0 = never send KeyUpdate.
+  // Caller patterns: case-sensitive, exact or a prefix ending in `*` (see CallerPatternMatches).
+  std::vector<std::string> allowed_callers;
+  uint64_t rekey_after_bytes = 0;  // 0 = never send KeyUpdate.
 };
 
 struct ListenTlsOptions {
@@ -166,7 +167,7 @@ struct ListenOptions {
   ListenTlsOptions tls;
   // gRPC without TLS (loopback/unix only, explicit opt-in); callers are "local".
   bool plaintext = false;
-  std::vector<std::string> admin_callers;
+  std::vector<std::string> admin_callers;  // Caller patterns, as allowed_callers.
   absl::Duration drain_grace_period = absl::Seconds(25);
 };
 
