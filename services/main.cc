@@ -242,7 +242,8 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
     std::cout << "    pool: " << (p.mode == PoolMode::kPersistent ? "PERSISTENT" : "PER_LEASE")
               << ", min_idle " << p.min_idle << ", max_sockets " << p.max_sockets
               << ", max_waiters " << p.max_waiters << ", acquire_timeout "
-              << absl::FormatDuration(p.acquire_timeout) << ", max_lifetime "
+              << absl::FormatDuration(p.acquire_timeout) << ", call_timeout "
+              << absl::FormatDuration(p.call_timeout) << ", max_lifetime "
               << absl::FormatDuration(p.max_lifetime) << "\n";
     std::cout << "    client IDs: " << FormatClientId(b.client_id, 1) << " .. "
               << FormatClientId(b.client_id, p.max_sockets) << "\n";

@@ -111,6 +111,9 @@ struct PoolOptions {
   absl::Duration connect_timeout = absl::Seconds(3);
   absl::Duration handshake_timeout = absl::Seconds(5);
   absl::Duration max_lease_duration = absl::Hours(1);
+  // A Call's exchange (request written to response frame read) ends after this long: the
+  // socket is destroyed and the Call fails outcome_unknown. The RPC deadline wins when sooner.
+  absl::Duration call_timeout = absl::Seconds(30);
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(10);
 };
