@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/caller_identity.h"
+#include "services/caller_pattern.h"
 #include "services/lease_info_proto.h"
 #include "services/request_validation.h"
 #include "services/status_conversion.h"
@@ -97,6 +98,7 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
       failure = lease.status();
     } else {
       lease_ = std::move(*lease);
+      ArmCallTimerLocked();
       ToProto(lease_.info(), CallerAllowed(services_.registry->AdminCallers(), caller_),
               response_->mutable_lease());
       ++pending_callbacks_;
@@ -106,6 +108,32 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
     }
   }
   if (!failure.ok()) Complete(failure, false);
+  ReleasePending();
+}
+
+void CallReactor::ArmCallTimerLocked() {
+  const std::shared_ptr<const BackendOptions> options = pool_->options();
+  const absl::Duration call_timeout = options->pool.call_timeout;
+  const absl::Time timeout_at = absl::Now() + call_timeout;
+  // A sooner RPC deadline is gRPC's to enforce (OnCancel); an alarm racing it would only
+  // change a message the caller never sees.
+  if (timeout_at >= absl::FromChrono(context_->deadline())) return;
+  call_timer_set_ = true;
+  ++pending_callbacks_;
+  // gRPC runs the callback on its executor threads, never inside Set or Cancel, so setting it
+  // under mu_ cannot deadlock. The name is copied: the alarm may fire after OnDone, when the
+  // request is gone.
+  call_timer_.Set(absl::ToChronoTime(timeout_at),
+                  [this, backend = options->name, call_timeout](bool fired) {
+                    OnCallTimeout(fired, backend, call_timeout);
+                  });
+}
+
+void CallReactor::OnCallTimeout(bool fired, const std::string& backend,
+                                absl::Duration call_timeout) {
+  // The backend may be reading the request or have acted on it: its socket's state is
+  // unknown, so it is destroyed (broken), never returned to the pool.
+  if (fired) Complete(CallTimedOut(backend, call_timeout), true);
   ReleasePending();
 }
 
@@ -163,6 +191,7 @@ void CallReactor::Complete(absl::Status status, bool broken) {
   Lease to_release;
   uint64_t to_cancel = 0;
   std::shared_ptr<SocketPool> pool;
+  bool cancel_timer = false;
   {
     MutexLock lock(&mu_);
     if (completed_) return;
@@ -175,7 +204,9 @@ void CallReactor::Complete(absl::Status status, bool broken) {
     // Free before the answer, so the caller's next Call is not refused.
     caller_slot_.Release();
     pool = pool_;
+    cancel_timer = call_timer_set_;
   }
+  if (cancel_timer) call_timer_.Cancel();
   if (to_cancel != 0 && pool != nullptr) pool->CancelAcquire(to_cancel);
   if (pool != nullptr) {
     grpc::StatusCode code = static_cast<grpc::StatusCode>(status.code());

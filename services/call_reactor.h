@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
@@ -18,6 +19,12 @@ namespace tlsbroker {
 // frame, release, answer. A cancel or deadline mid-exchange destroys the socket (its state is
 // unknown), and a failure after the request was written is ABORTED/outcome_unknown.
 //
+// The exchange (from the acquired socket to the response frame) is bounded by the backend's
+// pool.call_timeout, or by the RPC deadline when that is sooner (gRPC then cancels the call).
+// A Call without a deadline therefore cannot hold a socket of a silent backend for longer than
+// call_timeout: at that point the socket is destroyed and the answer is DEADLINE_EXCEEDED,
+// reason outcome_unknown.
+//
 // Thread-safe; deletes itself after OnDone once no pool callback is pending.
 class CallReactor final : public grpc::ServerUnaryReactor {
  public:
@@ -31,8 +38,12 @@ class CallReactor final : public grpc::ServerUnaryReactor {
  private:
   void Start();
   void OnAcquired(absl::StatusOr<Lease> lease);
+  // Sets call_timer_ unless the RPC deadline comes first.
+  void ArmCallTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnWritten(absl::Status status);
   void OnResponse(absl::StatusOr<std::string> frame);
+  // The call_timeout alarm ran: `fired` is false when Complete cancelled it.
+  void OnCallTimeout(bool fired, const std::string& backend, absl::Duration call_timeout);
   void Complete(absl::Status status, bool broken);
   // A pending callback has finished (call last: may delete this).
   void ReleasePending();
@@ -53,6 +64,12 @@ class CallReactor final : public grpc::ServerUnaryReactor {
   bool acquiring_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t held_request_bytes_ = 0;  // Set before the write starts, read by its callback.
   bool completed_ ABSL_GUARDED_BY(mu_) = false;
+  // Bounds the exchange by call_timeout. Set under mu_ once the socket is acquired, so a
+  // Complete that sees call_timer_set_ cancels an alarm that is already set; cancelled without
+  // mu_, because its callback (which takes mu_) runs even when cancelled. The callback counts as
+  // a pending callback, so the alarm outlives it.
+  grpc::Alarm call_timer_;
+  bool call_timer_set_ ABSL_GUARDED_BY(mu_) = false;
   // Starts at 1 for the constructor, released when it returns.
   int pending_callbacks_ ABSL_GUARDED_BY(mu_) = 1;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,9 +1,10 @@
 #include "services/caller_identity.h"
 
+#include <vector>
+
 #include <grpc/grpc_security_constants.h>
 
 #include "absl/strings/match.h"
-#include "broker/tls/peer_name_filter.h"
 
 namespace tlsbroker {
 namespace {
@@ -37,14 +38,6 @@ std::string CallerIdentity(const grpc::ServerContextBase& context) {
   std::vector<std::string> subject = Values(*auth, GRPC_X509_SUBJECT_PROPERTY_NAME);
   if (!subject.empty()) return subject.front();
   return "";
-}
-
-bool CallerAllowed(const std::vector<std::string>& patterns, absl::string_view identity) {
-  if (identity.empty()) return false;
-  for (const std::string& pattern : patterns) {
-    if (WildcardMatch(pattern, identity)) return true;
-  }
-  return false;
 }
 
 }  // namespace tlsbroker

@@ -2,11 +2,8 @@
 #define SERVICES_CALLER_IDENTITY_H_
 
 #include <string>
-#include <vector>
 
 #include <grpcpp/grpcpp.h>
-
-#include "absl/strings/string_view.h"
 
 namespace tlsbroker {
 
@@ -15,14 +12,11 @@ namespace tlsbroker {
 // or unix socket, when the config allows one) has no certificate; its identity is "local".
 //
 // gRPC 1.51 sets peer_spiffe_id only for certificates with exactly one URI SAN, so the URI SANs
-// are read from the x509_subject_alternative_name property directly.
+// are read from the x509_subject_alternative_name property directly. Matched against
+// allowed_callers / admin_callers by services/caller_pattern.h (case-sensitive).
 std::string CallerIdentity(const grpc::ServerContextBase& context);
 
 inline constexpr char kLocalCallerIdentity[] = "local";
-
-// True when `identity` matches one of `patterns` (case-insensitive, `*` at the start and/or
-// end). An empty list allows nobody.
-bool CallerAllowed(const std::vector<std::string>& patterns, absl::string_view identity);
 
 }  // namespace tlsbroker
 

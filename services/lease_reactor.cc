@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
 #include "services/caller_identity.h"
+#include "services/caller_pattern.h"
 #include "services/lease_info_proto.h"
 #include "services/status_conversion.h"
 

@@ -27,6 +27,7 @@
 #include "broker/config/options.h"
 #include "broker/common/log.h"
 #include "services/broker_server.h"
+#include "services/caller_pattern.h"
 #include "broker/pool/client_id.h"
 
 #ifndef TLSB_VERSION
@@ -214,6 +215,12 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
             << ", metrics " << o.listen.metrics << ", drain grace period "
             << absl::FormatDuration(o.listen.drain_grace_period) << ", admin callers "
             << o.listen.admin_callers.size() << "\n";
+  std::cout << "caller patterns (admin_callers, allowed_callers): " << kCallerPatternRules
+            << "\n";
+  std::cout << "admin callers: "
+            << (o.listen.admin_callers.empty() ? "none"
+                                               : absl::StrJoin(o.listen.admin_callers, ", "))
+            << "\n";
   std::cout << "limits: max_backend_sockets " << o.limits.max_backend_sockets
             << ", max_leases_per_caller "
             << (o.limits.max_leases_per_caller == 0
@@ -235,7 +242,8 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
     std::cout << "    pool: " << (p.mode == PoolMode::kPersistent ? "PERSISTENT" : "PER_LEASE")
               << ", min_idle " << p.min_idle << ", max_sockets " << p.max_sockets
               << ", max_waiters " << p.max_waiters << ", acquire_timeout "
-              << absl::FormatDuration(p.acquire_timeout) << ", max_lifetime "
+              << absl::FormatDuration(p.acquire_timeout) << ", call_timeout "
+              << absl::FormatDuration(p.call_timeout) << ", max_lifetime "
               << absl::FormatDuration(p.max_lifetime) << "\n";
     std::cout << "    client IDs: " << FormatClientId(b.client_id, 1) << " .. "
               << FormatClientId(b.client_id, p.max_sockets) << "\n";

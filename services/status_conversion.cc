@@ -46,4 +46,11 @@ absl::Status OutcomeUnknown(const absl::Status& cause) {
       cause.message(), "); do not resend blindly"));
 }
 
+absl::Status CallTimedOut(absl::string_view backend, absl::Duration call_timeout) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "outcome_unknown: backend ", backend, " sent no response within pool.call_timeout ",
+      absl::FormatDuration(call_timeout),
+      "; the request may have reached it, so do not resend blindly"));
+}
+
 }  // namespace tlsbroker

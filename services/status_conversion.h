@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace tlsbroker {
 
@@ -33,6 +34,11 @@ grpc::Status FinishStatus(grpc::ServerContextBase* context, const absl::Status& 
 // The status for a failure that happened after request bytes may have reached the backend:
 // ABORTED with reason outcome_unknown, so clients do not blindly resend (payments!).
 absl::Status OutcomeUnknown(const absl::Status& cause);
+
+// A Call whose backend did not answer within the backend's pool.call_timeout:
+// DEADLINE_EXCEEDED (the caller's wait is over, as with its own deadline) with reason
+// outcome_unknown (the request was sent, so the backend may have acted on it).
+absl::Status CallTimedOut(absl::string_view backend, absl::Duration call_timeout);
 
 }  // namespace tlsbroker
 

@@ -808,6 +808,14 @@ class Checker {
         Duration(in.handshake_timeout(), Join(path, "handshake_timeout"), out->handshake_timeout);
     out->max_lease_duration = Duration(in.max_lease_duration(), Join(path, "max_lease_duration"),
                                        out->max_lease_duration);
+    out->call_timeout = Duration(in.call_timeout(), Join(path, "call_timeout"), out->call_timeout);
+    if (out->call_timeout > out->max_lease_duration) {
+      // The lease is reclaimed first, so the Call would end at max_lease_duration anyway.
+      Warning(Join(path, "call_timeout"),
+              absl::StrCat("longer than max_lease_duration (",
+                           absl::FormatDuration(out->max_lease_duration),
+                           "): Calls end at max_lease_duration instead"));
+    }
     out->backoff_initial =
         Duration(in.backoff_initial(), Join(path, "backoff_initial"), out->backoff_initial);
     out->backoff_max = Duration(in.backoff_max(), Join(path, "backoff_max"), out->backoff_max);

@@ -111,6 +111,9 @@ struct PoolOptions {
   absl::Duration connect_timeout = absl::Seconds(3);
   absl::Duration handshake_timeout = absl::Seconds(5);
   absl::Duration max_lease_duration = absl::Hours(1);
+  // A Call's exchange (request written to response frame read) ends after this long: the
+  // socket is destroyed and the Call fails outcome_unknown. The RPC deadline wins when sooner.
+  absl::Duration call_timeout = absl::Seconds(30);
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(10);
 };
@@ -149,8 +152,9 @@ struct BackendOptions {
   PoolOptions pool;
   ClientIdOptions client_id;
   FramingOptions framing;
-  std::vector<std::string> allowed_callers;  // Patterns; `*` at the end matches any suffix.
-  uint64_t rekey_after_bytes = 0;            // 0 = never send KeyUpdate.
+  // Caller patterns: case-sensitive, exact or a prefix ending in `*` (see CallerPatternMatches).
+  std::vector<std::string> allowed_callers;
+  uint64_t rekey_after_bytes = 0;  // 0 = never send KeyUpdate.
 };
 
 struct ListenTlsOptions {
@@ -166,7 +170,7 @@ struct ListenOptions {
   ListenTlsOptions tls;
   // gRPC without TLS (loopback/unix only, explicit opt-in); callers are "local".
   bool plaintext = false;
-  std::vector<std::string> admin_callers;
+  std::vector<std::string> admin_callers;  // Caller patterns, as allowed_callers.
   absl::Duration drain_grace_period = absl::Seconds(25);
 };
 

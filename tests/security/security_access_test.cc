@@ -1,6 +1,7 @@
 // Who gets in, through the real gRPC API with mTLS (in-process broker, real TLS backend):
 // callers without a client certificate or with one from an untrusted CA fail the handshake,
-// callers outside allowed_callers and non-admins on the admin API are PERMISSION_DENIED,
+// callers outside allowed_callers and non-admins on the admin API are PERMISSION_DENIED (caller
+// identities compared case-sensitively),
 // over-size messages are refused while others keep being served, and one caller cannot hold
 // more than limits.max_leases_per_caller leases.
 //
@@ -66,6 +67,38 @@ class SecurityAccessTest : public FaultTest {
     return held;
   }
 
+  // Every BrokerAdmin RPC made as `stub`'s caller is PERMISSION_DENIED.
+  static void ExpectEveryAdminRpcRefused(v1::BrokerAdmin::Stub* stub) {
+    {
+      grpc::ClientContext context;
+      v1::ListBackendsResponse response;
+      EXPECT_EQ(stub->ListBackends(&context, {}, &response).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
+    {
+      grpc::ClientContext context;
+      v1::ListSocketsRequest request;
+      request.set_backend("framed");
+      v1::ListSocketsResponse response;
+      EXPECT_EQ(stub->ListSockets(&context, request, &response).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
+    {
+      grpc::ClientContext context;
+      v1::DrainRequest request;
+      request.set_backend("framed");
+      v1::DrainResponse response;
+      EXPECT_EQ(stub->Drain(&context, request, &response).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
+    {
+      grpc::ClientContext context;
+      v1::ReloadResponse response;
+      EXPECT_EQ(stub->Reload(&context, {}, &response).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
+  }
+
   // The TLS-level refusals: nothing reaches the service, and no backend is touched.
   void ExpectHandshakeRefused(const std::string& key, const std::string& cert) {
     auto stub = v1::Broker::NewStub(ChannelWith(target_, key, cert));
@@ -111,37 +144,59 @@ TEST_F(SecurityAccessTest, LeaseOutsideAllowedCallersIsPermissionDenied) {
 TEST_F(SecurityAccessTest, EveryAdminRpcRefusesNonAdmins) {
   StartBroker();
   auto other = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, "client2"));
-  {
-    grpc::ClientContext context;
-    v1::ListBackendsResponse response;
-    EXPECT_EQ(other->ListBackends(&context, {}, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    grpc::ClientContext context;
-    v1::ListSocketsRequest request;
-    request.set_backend("framed");
-    v1::ListSocketsResponse response;
-    EXPECT_EQ(other->ListSockets(&context, request, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    grpc::ClientContext context;
-    v1::DrainRequest request;
-    request.set_backend("framed");
-    v1::DrainResponse response;
-    EXPECT_EQ(other->Drain(&context, request, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    grpc::ClientContext context;
-    v1::ReloadResponse response;
-    EXPECT_EQ(other->Reload(&context, {}, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
+  ExpectEveryAdminRpcRefused(other.get());
   EXPECT_FALSE(broker_->registry().IsDraining("framed"));
   v1::CallResponse response;
   EXPECT_TRUE(CallAs(stub_.get(), "still", &response).ok());
+}
+
+// Caller identities are case-sensitive (SPIFFE IDs and URI paths are): with allowed_callers
+// "spiffe://example.org/ns/PAYMENTS/sa/*", app1 (".../ns/payments/sa/app1") is refused on
+// Call and Lease, and gets no socket, while the caller whose certificate says PAYMENTS is
+// served.
+TEST_F(SecurityAccessTest, AllowedCallersDoNotFoldCase) {
+  framed_options().allowed_callers = {"spiffe://example.org/ns/PAYMENTS/sa/*"};
+  StartBroker();
+  v1::CallResponse response;
+  grpc::Status call = CallAs(stub_.get(), "lower", &response);
+  EXPECT_EQ(call.error_code(), grpc::StatusCode::PERMISSION_DENIED) << call.error_message();
+  EXPECT_THAT(call.error_message(), HasSubstr(testutil::kApp1));
+  grpc::Status lease;
+  EXPECT_EQ(OpenAs(stub_.get(), &lease).stream, nullptr);
+  EXPECT_EQ(lease.error_code(), grpc::StatusCode::PERMISSION_DENIED) << lease.error_message();
+  EXPECT_EQ(backend_->connections_accepted(), 0);
+
+  auto upper = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client-case"));
+  ASSERT_TRUE(CallAs(upper.get(), "upper", &response).ok());
+  EXPECT_EQ(response.response(), Frame("re:upper"));
+}
+
+// The other direction, and admin_callers: a certificate whose SPIFFE ID is app1's but for the
+// case of one path segment (".../ns/PAYMENTS/sa/app1") is neither app1 on the backend's
+// allowed_callers nor an admin; app1 itself keeps both rights.
+TEST_F(SecurityAccessTest, CallerDifferingOnlyInCaseIsNeitherAllowedNorAdmin) {
+  ASSERT_EQ(options_.listen.admin_callers, std::vector<std::string>{testutil::kApp1});
+  ASSERT_EQ(framed_options().allowed_callers, std::vector<std::string>{testutil::kApp1});
+  StartBroker();
+  auto channel = testutil::BrokerChannel(target_, "client-case");
+  auto broker = v1::Broker::NewStub(channel);
+  v1::CallResponse response;
+  grpc::Status call = CallAs(broker.get(), "case", &response);
+  EXPECT_EQ(call.error_code(), grpc::StatusCode::PERMISSION_DENIED) << call.error_message();
+  EXPECT_THAT(call.error_message(), HasSubstr("spiffe://example.org/ns/PAYMENTS/sa/app1"));
+  grpc::Status lease;
+  EXPECT_EQ(OpenAs(broker.get(), &lease).stream, nullptr);
+  EXPECT_EQ(lease.error_code(), grpc::StatusCode::PERMISSION_DENIED) << lease.error_message();
+  EXPECT_EQ(backend_->connections_accepted(), 0);
+
+  auto admin = v1::BrokerAdmin::NewStub(channel);
+  ExpectEveryAdminRpcRefused(admin.get());
+  EXPECT_FALSE(broker_->registry().IsDraining("framed"));
+
+  ASSERT_TRUE(CallAs(stub_.get(), "app1", &response).ok());
+  grpc::ClientContext context;
+  v1::ListBackendsResponse backends;
+  EXPECT_TRUE(admin_->ListBackends(&context, {}, &backends).ok());
 }
 
 // A request above gRPC's receive limit (4 MiB) is refused with RESOURCE_EXHAUSTED on Call and

@@ -19,7 +19,7 @@ fi
 out=$1
 # Bump when the set or shape of the files changes, so PKIs left in build directories by an
 # older version of this script are rebuilt instead of silently reused.
-format=2
+format=3
 is_current() { [ "$(cat "$1/.complete" 2>/dev/null)" = "format $format" ]; }
 if is_current "$out"; then
   exit 0
@@ -166,8 +166,8 @@ build_alg() {  # ALG
   cd "$d"
 
   # Keys first, two at a time: RSA key generation is most of the run time.
-  local keys="root int server client client2 expired-server expired-client notyet-server
-              revoked-server revoked-client ocsp wrongca/root wrongca/server wrongca/client"
+  local keys="root int server client client2 client-case expired-server expired-client
+              notyet-server revoked-server revoked-client ocsp wrongca/root wrongca/server wrongca/client"
   local k
   for k in $keys; do echo "$k"; done |
     xargs -P 2 -I{} bash -c "$(declare -f ossl new_key); log='$log'; new_key '$alg' '{}.key'"
@@ -187,6 +187,10 @@ build_alg() {  # ALG
   issue "$alg" "${ca[@]}" server "$(server_dn QM2.backend)" serverAuth "$server_san" -days 825
   issue "$alg" "${ca[@]}" client "$(client_dn app1)" clientAuth "$(client_san app1)" -days 825
   issue "$alg" "${ca[@]}" client2 "$(client_dn app2)" clientAuth "$(client_san app2)" -days 825
+  # app1's SPIFFE ID with one path segment in another case: a different identity, which caller
+  # patterns must not confuse with app1.
+  issue "$alg" "${ca[@]}" client-case "$(client_dn app1-case)" clientAuth \
+    "URI:spiffe://example.org/ns/PAYMENTS/sa/app1" -days 825
   issue "$alg" "${ca[@]}" expired-server "$(server_dn QM2.expired)" serverAuth "$server_san" \
     -startdate 20200101000000Z -enddate 20210101000000Z
   issue "$alg" "${ca[@]}" expired-client "$(client_dn expired)" clientAuth "$(client_san expired)" \
@@ -198,7 +202,7 @@ build_alg() {  # ALG
   issue "$alg" "${ca[@]}" ocsp "/C=GB/O=Example/OU=Test PKI/CN=Example Test OCSP Responder ($alg)" \
     OCSPSigning "" -days 825
   local n
-  for n in server client client2 expired-server expired-client notyet-server revoked-server revoked-client; do
+  for n in server client client2 client-case expired-server expired-client notyet-server revoked-server revoked-client; do
     cat "$n.crt" int.crt > "$n.fullchain.pem"
   done
 
@@ -250,6 +254,8 @@ ec/ holds ECDSA P-256 keys, rsa/ RSA-2048 keys; both hold the same files:
   client.p12 client.p12.pass     client key + cert + int as PKCS#12, and its password
   client.enc.key client.key.pass client.key encrypted (PKCS#8 AES-256), and its password
   client2.key client2.crt        CN=app2, SAN URI:spiffe://example.org/ns/payments/sa/app2
+  client-case.key .crt           CN=app1-case, SAN URI:spiffe://example.org/ns/PAYMENTS/sa/app1
+                                 (app1's ID but for the case of one path segment)
   expired-server.*               server names, valid 2020-01-01 .. 2021-01-01 (CN=QM2.expired)
   expired-client.*               client, valid 2020-01-01 .. 2021-01-01 (CN=expired)
   notyet-server.*                server names, valid 2040-01-01 .. 2041-01-01 (CN=QM2.notyet)

@@ -113,6 +113,12 @@ listen: {plaintext: true}
   EXPECT_THAT(run.output, HasSubstr("ims-prod: localhost:9999"));
   EXPECT_THAT(run.output, HasSubstr("min_idle 2, max_sockets 32"));
   EXPECT_THAT(run.output, HasSubstr("client IDs: T4A00001 .. T4A00032"));
+  EXPECT_THAT(run.output, HasSubstr("call_timeout 30s"));
+  // What a caller pattern means is printed next to the patterns.
+  EXPECT_THAT(run.output, HasSubstr("caller patterns (admin_callers, allowed_callers): "
+                                    "case-sensitive; exact, or a prefix ending in `*`"));
+  EXPECT_THAT(run.output, HasSubstr("allowed callers: spiffe://example.org/*"));
+  EXPECT_THAT(run.output, HasSubstr("admin callers: none"));
 }
 
 // Every example config in deploy/examples passes --check-config next to the test PKI.

@@ -77,6 +77,7 @@ TEST_F(LoadOptionsTest, MinimalBackendGetsDefaults) {
   EXPECT_EQ(b.tls.encryption, CipherPolicy::kStrong);
   EXPECT_EQ(b.pool.max_sockets, PoolOptions().max_sockets);
   EXPECT_EQ(b.pool.idle_timeout, absl::Minutes(5));
+  EXPECT_EQ(b.pool.call_timeout, absl::Seconds(30));
   EXPECT_EQ(b.client_id.prefix, "TLSB");
   EXPECT_EQ(b.client_id.width, 8);
   EXPECT_TRUE(b.client_id.ims_rules);
@@ -119,7 +120,7 @@ backends:
     pool: {mode: PER_LEASE, min_idle: 2, max_sockets: 32, max_waiters: 10,
            max_leases_per_socket: 100, acquire_timeout: 30s, idle_timeout: 5m, max_lifetime: 1h,
            connect_timeout: 2s, handshake_timeout: 4s, max_lease_duration: 10m,
-           backoff_initial: 50ms, backoff_max: 20s}
+           backoff_initial: 50ms, backoff_max: 20s, call_timeout: 1500ms}
     client_id: {prefix: "T{ordinal}X", width: 6, ims_rules: true}
     framing:
       length_field: {offset: 2, size: 2, big_endian: false, adjustment: -2}
@@ -166,6 +167,7 @@ backends:
   EXPECT_EQ(b.pool.max_lifetime, absl::Hours(1));
   EXPECT_EQ(b.pool.max_lease_duration, absl::Minutes(10));
   EXPECT_EQ(b.pool.backoff_initial, absl::Milliseconds(50));
+  EXPECT_EQ(b.pool.call_timeout, absl::Milliseconds(1500));
   EXPECT_EQ(b.client_id.prefix, "T7X");  // {ordinal} filled in.
   EXPECT_EQ(b.framing.kind, FramingOptions::Kind::kLengthField);
   EXPECT_EQ(b.framing.length_field.offset, 2);
@@ -234,6 +236,30 @@ TEST_F(LoadOptionsTest, ZeroAndNegativeDurationsAreRejected) {
       Load(absl::StrCat(kBackendHead, "    pool: {idle_timeout: 0s, max_lifetime: -5m}\n"));
   ExpectError(report, "backends[0].pool.idle_timeout", 6, "must be a positive duration");
   ExpectError(report, "backends[0].pool.max_lifetime", 6, "must be a positive duration");
+}
+
+// pool.call_timeout must be a positive duration; one longer than max_lease_duration (which
+// would end the Call first) is accepted with a warning naming both.
+TEST_F(LoadOptionsTest, CallTimeoutMustBePositiveAndIsWarnedAboveMaxLeaseDuration) {
+  ConfigReport report = Load(absl::StrCat(kBackendHead, "    pool: {call_timeout: 0s}\n"));
+  ExpectError(report, "backends[0].pool.call_timeout", 6, "must be a positive duration");
+  report = Load(absl::StrCat(kBackendHead, "    pool: {call_timeout: -300ms}\n"));
+  ExpectError(report, "backends[0].pool.call_timeout", 6, "must be a positive duration");
+  report = Load(absl::StrCat(kBackendHead, "    pool: {call_timeout: later}\n"));
+  ExpectError(report, "backends[0].pool.call_timeout", 6, "expected a duration");
+
+  report = Load(
+      absl::StrCat(kBackendHead, "    pool: {call_timeout: 2h, max_lease_duration: 90m}\n"));
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  EXPECT_EQ(report.options.backends[0].pool.call_timeout, absl::Hours(2));
+  ASSERT_EQ(report.warnings.size(), 1u);
+  EXPECT_EQ(report.warnings[0].field_path, "backends[0].pool.call_timeout");
+  EXPECT_THAT(report.warnings[0].message, HasSubstr("longer than max_lease_duration (1h30m)"));
+
+  report = Load(absl::StrCat(kBackendHead, "    pool: {call_timeout: 300ms}\n"));
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  EXPECT_EQ(report.options.backends[0].pool.call_timeout, absl::Milliseconds(300));
+  EXPECT_TRUE(report.warnings.empty());
 }
 
 // min_idle above max_sockets, and max_sockets below 1, are rejected.
