@@ -422,4 +422,13 @@ bool WildcardMatch(absl::string_view pattern, absl::string_view value) {
                     absl::AsciiStrToUpper(value));
 }
 
+bool CaseSensitiveWildcardMatch(absl::string_view pattern, absl::string_view value) {
+  bool prefix_wildcard = false;
+  bool suffix_wildcard = false;
+  if (absl::ConsumePrefix(&pattern, "*")) prefix_wildcard = true;
+  if (absl::ConsumeSuffix(&pattern, "*")) suffix_wildcard = true;
+  // MatchUpper compares as given; it is only ever fed upper-cased text by the other callers.
+  return MatchUpper(pattern, prefix_wildcard, suffix_wildcard, value);
+}
+
 }  // namespace tlsbroker

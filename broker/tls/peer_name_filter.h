@@ -90,8 +90,11 @@ std::string SerialNumberText(const ASN1_INTEGER* serial);
 std::string FormatDn(const std::vector<DnAttribute>& dn);
 
 // Case-insensitive match of `value` against `pattern`, where `pattern` may begin and/or end with
-// '*' (any characters). Used for SAN rules and caller allow-lists.
+// '*' (any characters). Used for the DNS and IP SAN rules (DNS names ignore case).
 bool WildcardMatch(absl::string_view pattern, absl::string_view value);
+
+// The same, byte for byte: for URI SANs, whose paths (SPIFFE IDs among them) are case-sensitive.
+bool CaseSensitiveWildcardMatch(absl::string_view pattern, absl::string_view value);
 
 }  // namespace tlsbroker
 

@@ -72,10 +72,11 @@ std::string IpToString(const ASN1_OCTET_STRING* ip) {
   return buf;
 }
 
-bool AnyMatches(const std::vector<std::string>& patterns, const std::vector<std::string>& values) {
+bool AnyMatches(const std::vector<std::string>& patterns, const std::vector<std::string>& values,
+                bool case_sensitive = false) {
   for (const std::string& p : patterns) {
     for (const std::string& v : values) {
-      if (WildcardMatch(p, v)) return true;
+      if (case_sensitive ? CaseSensitiveWildcardMatch(p, v) : WildcardMatch(p, v)) return true;
     }
   }
   return false;
@@ -505,7 +506,10 @@ std::string TlsClientContext::CheckLeaf(X509* leaf) const {
   }
   if (!options_.san_dns.empty() && !AnyMatches(options_.san_dns, dns)) return "san_mismatch";
   if (!options_.san_ip.empty() && !AnyMatches(options_.san_ip, ips)) return "san_mismatch";
-  if (!options_.san_uri.empty() && !AnyMatches(options_.san_uri, uris)) return "san_mismatch";
+  // URI paths (SPIFFE IDs) are case-sensitive: "…/backend/*" must not admit "…/BACKEND/x".
+  if (!options_.san_uri.empty() && !AnyMatches(options_.san_uri, uris, /*case_sensitive=*/true)) {
+    return "san_mismatch";
+  }
   return "";
 }
 

@@ -443,6 +443,19 @@ TEST_F(TlsClientTest, SanUriPatternMatchingPasses) {
 }
 
 // A URI SAN rule for another trust domain fails with san_mismatch.
+// URI SANs compare case-sensitively (SPIFFE IDs and URI paths are): a pattern that differs
+// from the backend's URI only in case is a mismatch, unlike a DNS pattern.
+TEST_F(TlsClientTest, SanUriPatternDifferingOnlyInCaseFailsWithSanMismatch) {
+  auto server = StartServer(TlsTestServer::PkiOptions("ec"));
+  ASSERT_NE(server, nullptr);
+  TlsOptions options = ClientOptions();
+  options.san_uri = {"spiffe://example.org/BACKEND/*"};
+  EXPECT_EQ(ConnectFailureReason(options, server->port()), "san_mismatch");
+  TlsOptions dns = ClientOptions();
+  dns.san_dns = {"LOCALHOST"};
+  EXPECT_TRUE(ConnectNew(MakeContext(dns), server->port()).ok());
+}
+
 TEST_F(TlsClientTest, SanUriPatternNotMatchingFailsWithSanMismatch) {
   auto server = StartServer(TlsTestServer::PkiOptions("ec"));
   ASSERT_NE(server, nullptr);
