@@ -231,12 +231,12 @@ Decoded Decode(InputReader& in, uint64_t id) {
 }
 
 // TLSB_FUZZ_CHECK that also prints the broker's status, which says what went wrong.
-#define TLSB_FUZZ_CHECK_STATUS(cond, status)                                           \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "status: %s\n", (status).ToString().c_str());          \
-      ::tlsbroker::fuzz::FuzzFail(__FILE__, __LINE__, #cond);                     \
-    }                                                                             \
+#define TLSB_FUZZ_CHECK_STATUS(cond, status)                                  \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "status: %s\n", (status).ToString().c_str());      \
+      ::tlsbroker::fuzz::FuzzFail(__FILE__, __LINE__, #cond);                 \
+    }                                                                         \
   } while (false)
 
 bool CodeIs(const absl::Status& status, absl::StatusCode code) {
@@ -303,7 +303,8 @@ int FuzzBackendBytes(const uint8_t* data, size_t size) {
       reusable = !closes && got_bytes.size() == bytes.size() && WholeFrames(bytes);
     } else {
       TLSB_FUZZ_CHECK_STATUS(bytes.empty() || reset, result->status());
-      TLSB_FUZZ_CHECK_STATUS(CodeIs(result->status(), absl::StatusCode::kUnavailable), result->status());
+      TLSB_FUZZ_CHECK_STATUS(CodeIs(result->status(), absl::StatusCode::kUnavailable),
+                             result->status());
     }
   } else {
     switch (ref.kind) {
@@ -314,21 +315,22 @@ int FuzzBackendBytes(const uint8_t* data, size_t size) {
           reusable = !closes && ref.size == bytes.size();
         } else {
           TLSB_FUZZ_CHECK_STATUS(CodeIs(result->status(), absl::StatusCode::kUnavailable),
-                            result->status());
+                                 result->status());
         }
         break;
       case Reference::Kind::kTooLarge:
         TLSB_FUZZ_CHECK(!result->ok());
         // kResourceExhausted "frame_too_large" once the broker says so; "bad_frame" before.
-        TLSB_FUZZ_CHECK_STATUS(CodeIs(result->status(), absl::StatusCode::kResourceExhausted) ||
-                              CodeIs(result->status(), absl::StatusCode::kUnavailable),
-                          result->status());
+        TLSB_FUZZ_CHECK_STATUS(
+            CodeIs(result->status(), absl::StatusCode::kResourceExhausted) ||
+                CodeIs(result->status(), absl::StatusCode::kUnavailable),
+            result->status());
         break;
       case Reference::Kind::kBad:
       case Reference::Kind::kIncomplete:
         TLSB_FUZZ_CHECK(!result->ok());
         TLSB_FUZZ_CHECK_STATUS(CodeIs(result->status(), absl::StatusCode::kUnavailable),
-                          result->status());
+                               result->status());
         break;
     }
   }
