@@ -38,6 +38,7 @@
 #include <string>
 #include <utility>
 
+#include <openssl/ssl.h>
 #include <stdlib.h>  // mkdtemp
 
 #include "absl/status/statusor.h"
@@ -110,12 +111,30 @@ std::string MakeTempDir() {
   return made;
 }
 
-// Built on first use and never destroyed: the server's thread and the I/O threads run until
-// the process exits (every object stays reachable, so LeakSanitizer sees no leak).
+Harness* g_harness = nullptr;  // Set once by GetHarness, for StopHarness.
+
+// At exit, before OpenSSL's exit handler frees its global state: an I/O thread or the server
+// thread still in OpenSSL (a handshake finishing after its lease was granted, session tickets
+// read by the idle watch) would crash on it. The objects themselves stay (reachable, so
+// LeakSanitizer is content); only their threads end.
+void StopHarness() {
+  Harness* h = g_harness;
+  std::lock_guard<std::mutex> call_lock(h->call_mu);
+  h->pool->Shutdown();  // Closes the idle socket (close_notify) on its loop.
+  h->pool.reset();      // What the loops' queued handlers still hold goes with them.
+  delete h->loops;      // Runs what is pending, then joins the I/O thread.
+  h->loops = nullptr;
+  h->server->Stop();
+}
+
+// Built on first use; its threads run until StopHarness at exit.
 Harness& GetHarness() {
   static Harness* harness = [] {
     // A lease-ended line per input would drown the fuzzer's output.
     SetMinLogLevel(LogLevel::kError);
+    // OpenSSL registers its exit handler on first initialisation; handlers run in reverse
+    // order, so StopHarness, registered after it, runs before it.
+    TLSB_FUZZ_CHECK(OPENSSL_init_ssl(0, nullptr) == 1);
     absl::StatusOr<ThrowawayPki> pki = ThrowawayPki::Create();
     TLSB_FUZZ_CHECK(pki.ok());
     auto* h = new Harness;
@@ -156,6 +175,8 @@ Harness& GetHarness() {
     h->pool->Start();
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
+    g_harness = h;
+    TLSB_FUZZ_CHECK(std::atexit(StopHarness) == 0);
     return h;
   }();
   return *harness;

@@ -71,8 +71,22 @@ absl::StatusOr<ScriptedTlsServer*> ScriptedTlsServer::StartForever(const Throwaw
   // Lives until the process exits: the accept thread blocks in accept() or SSL_read() and no
   // fuzz driver has a hook to stop it, so neither it nor the server is ever torn down.
   auto* server = new ScriptedTlsServer(ctx, fd, ntohs(addr.sin_port));
-  std::thread([server] { server->Run(); }).detach();
+  server->thread_ = std::thread([server] { server->Run(); });
   return server;
+}
+
+void ScriptedTlsServer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    // shutdown(2), not close(2): it wakes a thread blocked on the fd, and the fd number cannot
+    // be reused under it.
+    if (connection_fd_ >= 0) shutdown(connection_fd_, SHUT_RDWR);
+  }
+  shutdown(listen_fd_, SHUT_RDWR);
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
 }
 
 void ScriptedTlsServer::Arm(BackendScript script) {
@@ -96,9 +110,26 @@ bool ScriptedTlsServer::Finish(uint64_t id, absl::Duration timeout) {
 void ScriptedTlsServer::Run() {
   for (;;) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) {
+        if (fd >= 0) close(fd);
+        return;
+      }
+      connection_fd_ = fd;
+    }
     if (fd < 0) continue;
     Serve(fd);
   }
+}
+
+void ScriptedTlsServer::CloseConnection(int fd) {
+  {
+    // Forgotten before it is closed, so Stop never shuts down a reused fd number.
+    std::lock_guard<std::mutex> lock(mu_);
+    connection_fd_ = -1;
+  }
+  close(fd);
 }
 
 void ScriptedTlsServer::Serve(int fd) {
@@ -123,12 +154,13 @@ void ScriptedTlsServer::Serve(int fd) {
       script = script_;
     }
     open = Answer(ssl, socket_bio, fd, script);
+    // The connection end is part of the answer: done before the exchange is reported over.
+    if (!open) CloseConnection(fd);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (script_.id == id) state_ = State::kIdle;
     }
     cv_.notify_all();
-    // Answer closed fd when the script ended the connection.
     if (!open) {
       SSL_free(ssl);
       ERR_clear_error();
@@ -137,7 +169,7 @@ void ScriptedTlsServer::Serve(int fd) {
   }
   SSL_free(ssl);  // Frees socket_bio; BIO_NOCLOSE leaves the fd to us.
   ERR_clear_error();
-  close(fd);
+  CloseConnection(fd);
 }
 
 uint64_t ScriptedTlsServer::ReadRequest(SSL* ssl) {
@@ -161,10 +193,7 @@ bool ScriptedTlsServer::Answer(SSL* ssl, BIO* socket_bio, int fd, const BackendS
   // SSL_write per record), so the TCP write sizes are independent of the record sizes and a
   // reader may find many records waiting at once: the case that once recursed per record.
   BIO* memory = BIO_new(BIO_s_mem());
-  if (memory == nullptr) {
-    close(fd);
-    return false;
-  }
+  if (memory == nullptr) return false;
   BIO_up_ref(socket_bio);  // SSL_set0_wbio frees one reference; the rbio keeps its own.
   SSL_set0_wbio(ssl, memory);
   size_t pos = 0;
@@ -214,7 +243,6 @@ bool ScriptedTlsServer::Answer(SSL* ssl, BIO* socket_bio, int fd, const BackendS
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   }
   ERR_clear_error();
-  close(fd);
   return false;
 }
 

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -52,9 +53,13 @@ struct BackendScript {
 
 class ScriptedTlsServer {
  public:
-  // Listens on 127.0.0.1 (a free port) and starts the accept thread, which runs until the
-  // process exits (the server is meant to be a process-lifetime static).
+  // Listens on 127.0.0.1 (a free port) and starts the accept thread, which runs until Stop().
+  // Never destroyed: the server is meant to be a process-lifetime static.
   static absl::StatusOr<ScriptedTlsServer*> StartForever(const ThrowawayPki& pki);
+  // Ends the accept thread (wakes it from accept or a blocking read) and joins it. Called at
+  // exit before OpenSSL's own exit handler frees its global state, which a thread still inside
+  // SSL_accept or SSL_read would then touch. Idempotent.
+  void Stop();
 
   int port() const { return port_; }
 
@@ -72,17 +77,22 @@ class ScriptedTlsServer {
   void Serve(int fd);
   // Reads one request frame; its script id, or 0 when the connection ended or broke framing.
   uint64_t ReadRequest(SSL* ssl);
-  // Sends the answer; false when the connection was closed (by the script or by an error).
+  // Sends the answer; false when the connection is to be closed (the script ends it, with
+  // SO_LINGER already set for a reset, or it broke).
   bool Answer(SSL* ssl, BIO* socket_bio, int fd, const BackendScript& script);
+  void CloseConnection(int fd);
 
   SSL_CTX* const ctx_;
   const int listen_fd_;
   const int port_;
+  std::thread thread_;
 
   std::mutex mu_;
   std::condition_variable cv_;
   State state_ = State::kIdle;  // Guarded by mu_.
   BackendScript script_;        // Guarded by mu_.
+  bool stopping_ = false;       // Guarded by mu_.
+  int connection_fd_ = -1;      // Guarded by mu_. The connection being served, for Stop().
 };
 
 }  // namespace tlsbroker::fuzz
