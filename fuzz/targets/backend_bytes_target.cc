@@ -59,9 +59,22 @@ namespace tlsbroker::fuzz {
 namespace {
 
 constexpr uint64_t kMaxFrameBytes = 64 * 1024;
+#if defined(__SANITIZE_THREAD__)
+#define TLSB_FUZZ_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TLSB_FUZZ_UNDER_TSAN 1
+#endif
+#endif
 // Generous: a loopback exchange takes milliseconds even in sanitizer builds; libFuzzer's own
 // -timeout (scripts/fuzz.sh: 10 s) is longer, so a hang fails here with a clearer message.
+// ThreadSanitizer (the corpus replay only, never libFuzzer) costs far more per TLS record,
+// and the seeds include a 64 KiB frame in one-byte records.
+#ifdef TLSB_FUZZ_UNDER_TSAN
+constexpr absl::Duration kDeadline = absl::Seconds(60);
+#else
 constexpr absl::Duration kDeadline = absl::Seconds(8);
+#endif
 
 // A value handed from an I/O-thread callback to the fuzz thread. Shared, because a callback
 // may in principle outlive a waiter that gave up (FuzzFail aborts, but the type stays safe).
