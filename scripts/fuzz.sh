@@ -5,7 +5,7 @@
 # copy that input into fuzz/crashes/<target>/ so that tests/fuzz replays it in every build.
 #   BUILD_DIR      build directory (default: build-fuzz)
 #   FUZZ_SECONDS   seconds per target (default: 20)
-#   FUZZ_TARGETS   targets to run (default: all five)
+#   FUZZ_TARGETS   targets to run (default: all six)
 #   FUZZ_ARGS      extra libFuzzer flags (e.g. -jobs=2 -workers=2)
 #   FUZZ_BUILD     extra targets to build with clang (default: tlsbroker, i.e. the core and the
 #                  services, so that clang's -Wthread-safety -Werror checks every annotated
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-FUZZ_TARGETS=${FUZZ_TARGETS:-config_loader peer_name length_field delimiter lease_request}
+FUZZ_TARGETS=${FUZZ_TARGETS:-config_loader peer_name length_field delimiter lease_request backend_bytes}
 
 bash scripts/install-deps.sh
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

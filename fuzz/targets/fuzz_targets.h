@@ -10,7 +10,8 @@
 // broke and aborts, so libFuzzer records the input as a crash and a replay test fails.
 //
 // Thread model: each call is independent; the config target keeps one temporary directory
-// for the whole process (created on first use).
+// for the whole process (created on first use), and the backend_bytes target one TLS server
+// thread, one I/O loop and one socket pool (created on first use, running until exit).
 
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,10 @@ int FuzzDelimiter(const uint8_t* data, size_t size);
 // A sequence of length-prefixed tlsbroker.v1.LeaseRequest / CallRequest messages: parsing,
 // the Lease stream's phase rules, and the Call path's one-frame request check.
 int FuzzLeaseRequests(const uint8_t* data, size_t size);
+// Backend bytes (scripted: TLS record and TCP write sizes, KeyUpdate, connection end) from a
+// real TLS server on loopback, read by a lease of a real SocketPool with ReadFrame or Read; the
+// result must match a reference decoder, and only a clean socket may serve the next lease.
+int FuzzBackendBytes(const uint8_t* data, size_t size);
 
 // Prints `what` and aborts.
 [[noreturn]] void FuzzFail(const char* file, int line, const char* what);

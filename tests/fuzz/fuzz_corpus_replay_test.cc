@@ -29,7 +29,7 @@ struct Target {
 constexpr Target kTargets[] = {
     {"config_loader", FuzzConfigLoader}, {"peer_name", FuzzPeerName},
     {"length_field", FuzzLengthField},   {"delimiter", FuzzDelimiter},
-    {"lease_request", FuzzLeaseRequests},
+    {"lease_request", FuzzLeaseRequests}, {"backend_bytes", FuzzBackendBytes},
 };
 
 std::string ReadFile(const std::filesystem::path& path) {
@@ -70,6 +70,7 @@ TEST(FuzzInputReplay, PeerNameKeepsInvariants) { EXPECT_GT(ReplayAll(kTargets[1]
 TEST(FuzzInputReplay, LengthFieldKeepsInvariants) { EXPECT_GT(ReplayAll(kTargets[2]), 0); }
 TEST(FuzzInputReplay, DelimiterKeepsInvariants) { EXPECT_GT(ReplayAll(kTargets[3]), 0); }
 TEST(FuzzInputReplay, LeaseRequestKeepsInvariants) { EXPECT_GT(ReplayAll(kTargets[4]), 0); }
+TEST(FuzzInputReplay, BackendBytesKeepsInvariants) { EXPECT_GT(ReplayAll(kTargets[5]), 0); }
 
 // Every target has a seed corpus, so a target cannot silently lose its replay.
 TEST(FuzzCorpus, EveryTargetHasSeeds) {
