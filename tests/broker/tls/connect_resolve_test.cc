@@ -188,6 +188,22 @@ TEST_F(ConnectResolveTest, HangingLookupDoesNotDelayAnotherNameOnTheSameLoop) {
   EXPECT_EQ(ReasonOf(stuck_status), "resolve_failed") << stuck_status;
 }
 
+// Close() while the lookup hangs ends the connect at once (kCancelled): nothing waits for DNS.
+TEST_F(ConnectResolveTest, CloseDuringAHangingLookupEndsTheConnectAtOnce) {
+  auto socket = NewSocket();
+  ASSERT_NE(socket, nullptr);
+  std::future<absl::Status> connected =
+      StartConnect(socket, kHangingName, 443, absl::Minutes(5));
+  ASSERT_TRUE(lookup_->WaitEntered(kWait));
+  ASSERT_TRUE(RunOnLoop([socket](auto done) {
+                socket->Close();
+                done(absl::OkStatus());
+              }).ok());
+  absl::Status status = Await(connected);
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_TRUE(lookup_->hanging());
+}
+
 // Many sockets to one hanging name wait on one lookup, not one resolver thread each.
 TEST_F(ConnectResolveTest, SocketsToTheSameHangingNameShareOneLookup) {
   std::vector<std::future<absl::Status>> connects;
