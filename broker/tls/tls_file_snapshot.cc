@@ -36,7 +36,11 @@ std::string Fingerprint(const std::string& path) {
 TlsFileSnapshot TlsFileSnapshot::Read(const TlsOptions& options) {
   TlsFileSnapshot snapshot;
   for (const std::string& path : options.crl_files) snapshot.crls_[path] = Fingerprint(path);
-  for (const std::string* path : {&options.ca_file, &options.cert_file, &options.key_file}) {
+  // Every credential file the options name: a rotated PKCS#12 bundle or a changed password
+  // must be picked up like a rotated PEM certificate or key.
+  for (const std::string* path : {&options.ca_file, &options.cert_file, &options.key_file,
+                                  &options.pkcs12_file, &options.password_file,
+                                  &options.key_password_file}) {
     if (!path->empty()) snapshot.credentials_[*path] = Fingerprint(*path);
   }
   return snapshot;
@@ -54,8 +58,13 @@ std::string TlsFileKindOfError(const absl::Status& error, const TlsOptions& opti
   for (const std::string& path : options.crl_files) {
     if (absl::StrContains(message, path)) return "crl";
   }
-  // The key first: "client key K does not match the client certificate C" names both.
-  if (!options.key_file.empty() && absl::StrContains(message, options.key_file)) return "key";
+  // The key first: "client key K does not match the client certificate C" names both. A
+  // password file or a PKCS#12 bundle counts as the key: they are what unlocks or holds it.
+  for (const std::string* path :
+       {&options.key_file, &options.key_password_file, &options.password_file,
+        &options.pkcs12_file}) {
+    if (!path->empty() && absl::StrContains(message, *path)) return "key";
+  }
   if (!options.cert_file.empty() && absl::StrContains(message, options.cert_file)) return "cert";
   if (!options.ca_file.empty() && absl::StrContains(message, options.ca_file)) return "ca";
   return "other";

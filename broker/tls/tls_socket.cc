@@ -62,7 +62,7 @@ bool ClosedWithoutNotify(int ssl_error) {
 }  // namespace
 
 TlsSocket::TlsSocket(asio::io_context& io, std::shared_ptr<const TlsClientContext> context)
-    : io_(io), context_(std::move(context)), socket_(io), resolver_(io), connect_timer_(io) {}
+    : io_(io), context_(std::move(context)), socket_(io), connect_timer_(io) {}
 
 TlsSocket::~TlsSocket() {
   asio::error_code ec;
@@ -73,35 +73,79 @@ void TlsSocket::Connect(const std::string& host, uint16_t port, absl::Duration c
                         absl::Duration handshake_timeout, StatusCallback done) {
   connect_done_ = std::move(done);
   handshake_timeout_ = handshake_timeout;
+  connect_phase_ = ConnectPhase::kResolving;
   auto self = shared_from_this();
   connect_timer_.expires_after(absl::ToChronoNanoseconds(connect_timeout));
-  connect_timer_.async_wait([self](const asio::error_code& ec) {
-    if (ec || self->closed_ || !self->connect_done_) return;
-    self->timed_out_ = true;
-    asio::error_code ignored;
-    self->resolver_.cancel();
-    self->socket_.cancel(ignored);
-    self->socket_.close(ignored);
+  connect_timer_.async_wait([self](const asio::error_code& ec) { self->OnConnectTimer(ec); });
+  // Held weakly: a lookup can hang far longer than any connect budget, and the connect timer
+  // (which holds the socket) ends the connect without it. The late answer must then neither
+  // keep the socket alive nor post to a loop that may be gone; it finds nobody and is dropped.
+  std::weak_ptr<TlsSocket> weak = self;
+  ResolveHost(host, port, [weak](absl::StatusOr<ResolvedEndpoints> result) mutable {
+    std::shared_ptr<TlsSocket> socket = weak.lock();
+    if (socket == nullptr) return;
+    asio::io_context& io = socket->io_;
+    // `socket` moves into the handler: the loop, not the resolver thread, lets go of it.
+    asio::post(io, [socket = std::move(socket), result = std::move(result)]() mutable {
+      socket->OnResolveResult(std::move(result));
+    });
   });
-  resolver_.async_resolve(
-      host, std::to_string(port),
-      [self](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-        if (ec) {
-          if (self->timed_out_) {
-            self->FinishConnect(TlsFailure("connect_timeout", "resolving the backend timed out"));
-          } else {
-            self->FinishConnect(TlsFailure("resolve_failed", ec.message()));
-          }
-          return;
-        }
-        self->OnResolved(results);
-      });
 }
 
-void TlsSocket::OnResolved(const asio::ip::tcp::resolver::results_type& results) {
+void TlsSocket::OnConnectTimer(const asio::error_code& ec) {
+  if (!connect_done_) return;  // The connect is over (this is FinishConnect's cancel).
+  if (closed_) {
+    // Close() cancels socket waits, whose handlers end the connect; a lookup or an OCSP query
+    // has none, so the connect ends here instead of waiting for their answer.
+    if (connect_phase_ == ConnectPhase::kResolving || connect_phase_ == ConnectPhase::kOcsp) {
+      FinishConnect(Cancelled());
+    }
+    return;
+  }
+  if (ec) return;  // Re-armed for the handshake.
+  timed_out_ = true;
+  asio::error_code ignored;
+  switch (connect_phase_) {
+    case ConnectPhase::kResolving:
+      FinishConnect(TlsFailure("connect_timeout", "resolving the backend's name timed out"));
+      return;
+    case ConnectPhase::kTcpConnect:
+      // The async_connect handler reports connect_timeout.
+      socket_.cancel(ignored);
+      socket_.close(ignored);
+      return;
+    case ConnectPhase::kHandshake:
+      // DoHandshake, woken by the cancelled wait, reports handshake_timeout.
+      socket_.cancel(ignored);
+      return;
+    case ConnectPhase::kOcsp:
+      FinishConnect(TlsFailure("handshake_timeout",
+                               "the OCSP check of the backend certificate did not finish in time"));
+      return;
+    case ConnectPhase::kIdle:
+    case ConnectPhase::kDone:
+      return;
+  }
+}
+
+void TlsSocket::OnResolveResult(absl::StatusOr<ResolvedEndpoints> result) {
+  if (!connect_done_) return;  // Ended by the connect timer or Close(): a late answer.
+  if (closed_) {
+    FinishConnect(Cancelled());
+    return;
+  }
+  if (!result.ok()) {
+    FinishConnect(TlsFailure("resolve_failed", result.status().message()));
+    return;
+  }
+  OnResolved(*result);
+}
+
+void TlsSocket::OnResolved(const ResolvedEndpoints& endpoints) {
+  connect_phase_ = ConnectPhase::kTcpConnect;
   auto self = shared_from_this();
   asio::async_connect(
-      socket_, results, [self](const asio::error_code& ec, const asio::ip::tcp::endpoint&) {
+      socket_, endpoints, [self](const asio::error_code& ec, const asio::ip::tcp::endpoint&) {
         if (ec) {
           if (self->timed_out_) {
             self->FinishConnect(TlsFailure("connect_timeout", "TCP connect timed out"));
@@ -126,14 +170,12 @@ void TlsSocket::OnResolved(const asio::ip::tcp::resolver::results_type& results)
         }
         self->ssl_ = *std::move(ssl);
         SSL_set_fd(self->ssl_.get(), self->socket_.native_handle());
-        // The handshake gets its own budget, separate from the TCP connect.
+        // The handshake (and the OCSP check after it) gets its own budget, separate from the
+        // TCP connect.
+        self->connect_phase_ = ConnectPhase::kHandshake;
         self->connect_timer_.expires_after(absl::ToChronoNanoseconds(self->handshake_timeout_));
-        self->connect_timer_.async_wait([self](const asio::error_code& tec) {
-          if (tec || self->closed_ || !self->connect_done_) return;
-          self->timed_out_ = true;
-          asio::error_code ignored;
-          self->socket_.cancel(ignored);
-        });
+        self->connect_timer_.async_wait(
+            [self](const asio::error_code& tec) { self->OnConnectTimer(tec); });
         self->handshake_started_ = absl::Now();
         self->DoHandshake();
       });
@@ -198,6 +240,8 @@ bool TlsSocket::RecheckResumedSession() {
 }
 
 void TlsSocket::StartOcspCheck() {
+  // The handshake timer keeps running: it ends the connect if the verdict is late.
+  connect_phase_ = ConnectPhase::kOcsp;
   X509* leaf = SSL_get0_peer_certificate(ssl_.get());  // get0: owned by the session.
   if (leaf != nullptr) {
     ocsp_subject_.leaf = UpRef(leaf);
@@ -225,6 +269,8 @@ void TlsSocket::StartOcspCheck() {
 }
 
 void TlsSocket::OnOcspVerdict(OcspVerdict verdict) {
+  // The connect already ended (handshake_timeout or Close()): the late verdict changes nothing.
+  if (!connect_done_) return;
   info_.ocsp_source = verdict.source;
   info_.ocsp_status = verdict.cert_status;
   info_.ocsp_valid_until = verdict.valid_until;
@@ -266,14 +312,17 @@ void TlsSocket::RecheckOcsp(absl::Duration margin,
 
 void TlsSocket::FinishConnect(absl::Status status) {
   if (!connect_done_) return;
+  connect_phase_ = ConnectPhase::kDone;
   asio::error_code ignored;
   connect_timer_.cancel();
   if (!status.ok()) {
     closed_ = true;
     socket_.close(ignored);
   }
-  std::move(connect_done_)(status);
+  // Emptied before the call: anything the callback triggers sees the connect as over.
+  StatusCallback done = std::move(connect_done_);
   connect_done_ = nullptr;
+  std::move(done)(std::move(status));
 }
 
 void TlsSocket::FillSessionInfo() {
@@ -604,7 +653,6 @@ void TlsSocket::Close() {
   idle_broken_ = nullptr;
   asio::error_code ignored;
   connect_timer_.cancel();
-  resolver_.cancel();
   if (ssl_ && SSL_is_init_finished(ssl_.get())) {
     // Best effort close_notify; the fd is non-blocking so this never waits.
     ERR_clear_error();

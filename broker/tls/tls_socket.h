@@ -15,6 +15,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "broker/tls/host_resolver.h"
 #include "broker/tls/openssl_ptr.h"
 #include "broker/tls/peer_chain.h"
 #include "broker/tls/tls_client_context.h"
@@ -60,6 +61,10 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
 
   // Resolves, connects and handshakes. Fails with kUnavailable "<reason>: detail" (see
   // failure_reason.h): connect_refused, connect_timeout, handshake_timeout, unknown_ca, ...
+  // The timeouts are end to end: `connect_timeout` covers name resolution (see
+  // host_resolver.h) and the TCP connect, `handshake_timeout` the TLS handshake and the OCSP
+  // check; either ends the connect when it fires, even while a lookup or an OCSP query is
+  // still running (its late answer is then ignored).
   void Connect(const std::string& host, uint16_t port, absl::Duration connect_timeout,
                absl::Duration handshake_timeout, StatusCallback done);
 
@@ -117,7 +122,12 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
 
  private:
-  void OnResolved(const asio::ip::tcp::resolver::results_type& results);
+  // Where Connect is: what the connect timer has to interrupt when it fires.
+  enum class ConnectPhase { kIdle, kResolving, kTcpConnect, kHandshake, kOcsp, kDone };
+
+  void OnResolveResult(absl::StatusOr<ResolvedEndpoints> result);
+  void OnResolved(const ResolvedEndpoints& endpoints);
+  void OnConnectTimer(const asio::error_code& ec);
   void DoHandshake();
   void FinishConnect(absl::Status status);
   void DoWrite();
@@ -140,11 +150,11 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   asio::io_context& io_;
   std::shared_ptr<const TlsClientContext> context_;
   asio::ip::tcp::socket socket_;
-  asio::ip::tcp::resolver resolver_;
   asio::steady_timer connect_timer_;
   SslPtr ssl_;
   bool closed_ = false;
   bool timed_out_ = false;
+  ConnectPhase connect_phase_ = ConnectPhase::kIdle;
   absl::Duration handshake_timeout_;
   absl::Time handshake_started_;
 

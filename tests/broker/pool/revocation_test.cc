@@ -407,6 +407,77 @@ TEST_F(RevocationTest, ClientCertificateRotatedMidTrafficWithZeroFailures) {
   EXPECT_GE(observer_->Get("closed:rotation"), 1);
 }
 
+// The client credentials as a PKCS#12 bundle (a Secret's tls.p12 and its password file),
+// rotated by a symlink swap to a bundle holding another client certificate, under a new
+// password, while exchanges run: none fails, and new handshakes present the new certificate.
+TEST_F(RevocationTest, ClientPkcs12RotatedMidTrafficWithZeroFailures) {
+  StartServer(PkiPath("ec", "server.crt"), PkiPath("ec", "server.key"));
+  // Bundles made the way an operator makes them: `openssl pkcs12 -export`.
+  auto make_bundle = [&](const std::string& name, const std::string& password) {
+    const std::string pass_file = Dir(name + ".pass");
+    { std::ofstream(pass_file, std::ios::trunc) << password; }
+    const std::string out = Dir(name + ".p12");
+    auto made = testutil::RunCommand(
+        {"openssl", "pkcs12", "-export", "-in", PkiPath("ec", name + ".crt"), "-inkey",
+         PkiPath("ec", name + ".key"), "-certfile", PkiPath("ec", "int.crt"), "-passout",
+         "file:" + pass_file, "-out", out});
+    EXPECT_TRUE(made.ok() && made->exit_code == 0)
+        << (made.ok() ? made->output : made.status().ToString());
+    return ReadFileOrEmpty(out);
+  };
+  const std::string first = make_bundle("client", "first-password");
+  const std::string second = make_bundle("client2", "second-password");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(second.empty());
+  KubernetesStyleDir secret(Dir("client-p12-secret"));
+  ASSERT_TRUE(secret.Publish({{"tls.p12", first}, {"p12.pass", "first-password"}}).ok());
+  BackendOptions b = Backend();
+  b.tls.cert_file.clear();
+  b.tls.key_file.clear();
+  b.tls.pkcs12_file = secret.Path("tls.p12");
+  b.tls.password_file = secret.Path("p12.pass");
+  b.tls.on_rotation = RotationPolicy::kDrain;
+  b.tls.watch_interval = absl::ZeroDuration();  // The test drives the check.
+  MakePool(b);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::thread caller([&] {
+    for (int i = 0; !stop; ++i) {
+      auto lease = AcquireSync(*pool_);
+      absl::StatusOr<std::string> reply =
+          lease.ok() ? RoundTrip(*lease, absl::StrCat("p12-", i)) : lease.status();
+      if (reply.ok() && *reply == absl::StrCat("re:p12-", i)) {
+        ++ok;
+      } else {
+        ++failed;
+        ADD_FAILURE() << (reply.ok() ? "wrong reply " + *reply : reply.status().ToString());
+      }
+    }
+  });
+  ASSERT_TRUE(WaitUntil([&] { return ok >= 20; }, kPatience));
+  for (const std::string& subject : server_->peer_subjects()) {
+    EXPECT_NE(subject.find("CN=app1"), std::string::npos) << subject;
+  }
+
+  ASSERT_TRUE(secret.Publish({{"tls.p12", second}, {"p12.pass", "second-password"}}).ok());
+  pool_->CheckTlsFiles();
+  auto saw_app2 = [&] {
+    for (const std::string& s : server_->peer_subjects()) {
+      if (s.find("CN=app2") != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(WaitUntil(saw_app2, kPatience)) << "no handshake presented the new certificate";
+  const int ok_at_rotation = ok;
+  EXPECT_TRUE(WaitUntil([&] { return ok >= ok_at_rotation + 20; }, kPatience));
+  stop = true;
+  caller.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(observer_->Get("credential_reload_failure:key"), 0);
+  EXPECT_GE(observer_->Get("closed:rotation"), 1);
+}
+
 // Broken rotation files are rejected with the file named: the old credentials stay in use for
 // new sockets.
 TEST_F(RevocationTest, BrokenRotationFilesKeepTheOldCredentials) {

@@ -33,6 +33,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/ocsp_responder_process.h"
 #include "tests/support/openssl_server.h"
+#include "tests/support/silent_tcp_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
 #include "tests/support/tls_test_server.h"
@@ -276,6 +277,45 @@ TEST_F(OcspTest, ResponderDownIsAcceptedWithOnUnreachableAllow) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(Info(socket).ocsp_status, "unreachable");
   EXPECT_EQ(Info(socket).ocsp_source, "none");
+}
+
+// A responder that takes the query and never answers: the handshake timeout ends the connect
+// (the OCSP check is part of the handshake's budget), and the verdict that comes later, once
+// the responder hangs up, is ignored.
+TEST_F(OcspTest, SilentResponderFailsTheConnectWithHandshakeTimeout) {
+  testutil::SilentTcpServer responder;
+  ASSERT_TRUE(responder.ok());
+  auto server = StartServer("server");
+  ASSERT_NE(server, nullptr);
+  TlsOptions options = QueryOptions(responder.url());
+  options.ocsp.timeout = absl::Minutes(10);  // Only the handshake timer can end this connect.
+  auto ctx = MakeContext(options);
+  ASSERT_NE(ctx, nullptr);
+  auto socket = std::make_shared<TlsSocket>(io_, ctx);
+  sockets_.push_back(socket);
+  auto callbacks = std::make_shared<std::atomic<int>>(0);
+  const int port = server->port();
+  absl::Status status = RunOnLoop<absl::Status>([socket, port, callbacks](auto done) {
+    socket->Connect("127.0.0.1", static_cast<uint16_t>(port), absl::Seconds(5),
+                    absl::Milliseconds(300), [done, callbacks](absl::Status s) {
+                      ++*callbacks;
+                      done(std::move(s));
+                    });
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(ReasonOf(status), "handshake_timeout") << status;
+  // The TLS handshake itself had completed and the query had gone out: the time ran out while
+  // waiting for the responder.
+  EXPECT_TRUE(server->WaitFor([](const auto& s) { return s.full_handshakes == 1; }, kWait));
+  EXPECT_TRUE(responder.WaitForConnection(kWait));
+
+  // The responder hangs up: the query fails, and its verdict goes back to the socket's loop,
+  // which lets go of the socket once the verdict has been handled.
+  responder.Close();
+  EXPECT_TRUE(testutil::PollUntil([&] { return socket.use_count() == 2; }, kWait))
+      << "the late verdict never reached the socket";
+  EXPECT_EQ(callbacks->load(), 1);
+  EXPECT_EQ(Info(socket).ocsp_status, "") << "the late verdict was applied";
 }
 
 TEST_F(OcspTest, SecondSocketIsAnsweredFromTheCacheWithoutAQuery) {

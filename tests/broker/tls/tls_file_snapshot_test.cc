@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "broker/tls/tls_client_context.h"
@@ -110,6 +111,51 @@ TEST_F(TlsFileSnapshotTest, ContextErrorsNameTheBrokenFileKind) {
   bad = good;
   bad.crl_files = {garbage};
   EXPECT_EQ(kind_of(bad), "crl");
+}
+
+// A rotated PKCS#12 bundle, a changed password file and a changed key password file are each a
+// credential change (a Secret holding tls.p12 and its password is rotated like one holding PEM
+// files).
+TEST_F(TlsFileSnapshotTest, Pkcs12AndPasswordFileChangesAreCredentialChanges) {
+  KubernetesStyleDir secret(dir_.string());
+  const std::string p12 = ReadFileOrEmpty(PkiPath("ec", "client.p12"));
+  const std::string password = ReadFileOrEmpty(PkiPath("ec", "client.p12.pass"));
+  ASSERT_FALSE(p12.empty());
+  ASSERT_FALSE(password.empty());
+  const std::map<std::string, std::string> original = {
+      {"tls.p12", p12}, {"p12.pass", password}, {"key.pass", "key-password"}};
+  ASSERT_TRUE(secret.Publish(original).ok());
+  TlsOptions options;
+  options.pkcs12_file = secret.Path("tls.p12");
+  options.password_file = secret.Path("p12.pass");
+  options.key_password_file = secret.Path("key.pass");
+  const TlsFileSnapshot first = TlsFileSnapshot::Read(options);
+
+  ASSERT_TRUE(secret.Publish(original).ok());
+  EXPECT_FALSE(first.ChangesTo(TlsFileSnapshot::Read(options)).any());
+
+  for (const std::string name : {"tls.p12", "p12.pass", "key.pass"}) {
+    std::map<std::string, std::string> changed = original;
+    changed[name] += "x";
+    ASSERT_TRUE(secret.Publish(changed).ok());
+    TlsFileSnapshot::Changes changes = first.ChangesTo(TlsFileSnapshot::Read(options));
+    EXPECT_TRUE(changes.credentials) << name;
+    EXPECT_FALSE(changes.crl) << name;
+  }
+}
+
+// A bundle that no longer opens with its password counts against the key.
+TEST_F(TlsFileSnapshotTest, BrokenPkcs12ErrorIsAKeyError) {
+  std::filesystem::create_directories(dir_);
+  const std::string wrong = (dir_ / "wrong.pass").string();
+  std::ofstream(wrong) << "not-the-password";
+  TlsOptions options;
+  options.ca_file = PkiPath("ec", "root.crt");
+  options.pkcs12_file = PkiPath("ec", "client.p12");
+  options.password_file = wrong;
+  auto context = TlsClientContext::Create(options, "localhost");
+  ASSERT_FALSE(context.ok());
+  EXPECT_EQ(TlsFileKindOfError(context.status(), options), "key") << context.status();
 }
 
 }  // namespace
