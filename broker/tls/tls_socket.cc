@@ -607,15 +607,7 @@ absl::Status TlsSocket::CheckNothingUnread() {
   if (n > 0) return absl::FailedPreconditionError("unread_bytes: application bytes left unread");
   int err = SSL_get_error(ssl_.get(), n);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
-  if (err == SSL_ERROR_ZERO_RETURN || ClosedWithoutNotify(err)) {
-    DrainOpenSslErrors();
-    return absl::UnavailableError("backend_closed: the backend closed the connection");
-  }
-  // The reason before draining: it reads the error queue.
-  std::string reason = HandshakeFailureReason(ssl_.get());
-  if (reason == "handshake_failed") reason = "read_failed";
-  std::string detail = DrainOpenSslErrors();
-  return absl::UnavailableError(absl::StrCat(reason, ": ", detail));
+  return ReadFailure(err);
 }
 
 void TlsSocket::CountBytesForKeyUpdate(uint64_t bytes, uint64_t limit) {
