@@ -16,7 +16,7 @@ class SocketPool;
 struct PooledSocket;
 class LeaseCore;
 
-// What a caller learns about its lease (DESIGN.md: LeaseInfo).
+// What a caller learns about its lease (returned to it as tlsbroker.v1.LeaseInfo).
 struct LeaseInfo {
   std::string backend;
   std::string lease_id;   // 128 random bits, hex.

@@ -443,7 +443,8 @@ TEST_F(BrokerServiceTest, BulkLeaseKeepsBufferedBytesBelowHighWaterMark) {
   EXPECT_GT(broker_->flow().high_water(), 0u);
 }
 
-// /metrics carries every metric DESIGN.md names, with series for backends that saw no traffic.
+// /metrics carries every metric docs/operations.md lists, with series for backends that saw no
+// traffic.
 TEST_F(BrokerServiceTest, MetricsEndpointListsEveryDesignMetric) {
   StartBroker();
   v1::CallResponse response;

@@ -301,7 +301,8 @@ class HttpEndpointRegistryTest : public HttpEndpointTest {
   std::unique_ptr<HttpEndpoint> endpoint_;
 };
 
-// Every metric of DESIGN.md §6 is on the page, typed, with b1's series and the recorded values.
+// Every metric docs/operations.md lists is on the page, typed, with b1's series and the recorded
+// values.
 TEST_F(HttpEndpointRegistryTest, MetricsPageHasEveryBrokerMetric) {
   const HttpResponse response = Get(*endpoint_, "/metrics");
   ASSERT_EQ(response.status, 200);
