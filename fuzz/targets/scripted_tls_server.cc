@@ -129,6 +129,13 @@ void ScriptedTlsServer::CloseConnection(int fd) {
     std::lock_guard<std::mutex> lock(mu_);
     connection_fd_ = -1;
   }
+  // close(2) with unread bytes in the receive queue sends a TCP reset instead of a FIN, and a
+  // reset may destroy the answer before the broker read it. The broker may well have sent
+  // bytes we never read (a KeyUpdate: it rekeys every rekey_after_bytes), so read what has
+  // arrived first. A scripted reset sets SO_LINGER {1, 0} and resets regardless.
+  char sink[4096];
+  while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+  }
   close(fd);
 }
 
