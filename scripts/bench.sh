@@ -18,7 +18,8 @@
 # profile of the broker under load (e) with perf (cpu-clock sampling).
 #
 #   scripts/bench.sh [--quick] [--smoke] [--runs N] [--duration SECONDS] [--callers "1 16 64"]
-#                    [--scale "0 1000 10000"] [--no-scale] [--no-profile]
+#                    [--modes "a b c d e f"] [--scale "0 1000 10000"] [--no-scale] [--no-profile]
+#     --modes   which of a-f (and e0, see TLSBROKER_BASELINE_BIN) to measure; bulk runs with f
 #     --quick   1 run of 1 s per cell, scale 0/1000, no profile (about 2 minutes)
 #     --smoke   tiny counts for the test suite (seconds; figures meaningless)
 #   The full run (3 runs of 3 s per cell, scale, profile) takes about 10 minutes.
@@ -28,6 +29,9 @@
 #   BENCH_PKI      an existing test PKI (tests/support/make_test_pki.sh); default: made in BENCH_DIR
 #   BENCH_MAX_SOCKETS  the broker's max_sockets (= min_idle, prewarmed) for (e) and (f) (16)
 #   TLSBROKER_BIN, TLSB_BACKEND_BIN, TLSB_LOAD_BIN, TLSB_DIRECT_BIN, TLSB_GRPC_ECHO_BIN
+#   TLSBROKER_BASELINE_BIN  another tlsbroker build (say, of the commit before a change): it runs
+#                  beside the first, against the same backends, as mode (e0) "Call, baseline
+#                  binary", interleaved with (e) so both see the same noise
 #
 # Everything listens on 127.0.0.1 on ports chosen at run time; the script stops what it started.
 # Exit code 0 when every measurement ran without errors or corrupt responses.
@@ -44,6 +48,7 @@ do_profile=1
 smoke=0
 bulk_bytes=$((16 * 1024 * 1024))
 exchanges_per_lease=100
+modes="a b c d e f"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) runs=1; duration=1; scale_list="0 1000"; do_profile=0 ;;
@@ -53,9 +58,10 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --callers) callers_list=$2; shift ;;
     --scale) scale_list=$2; shift ;;
+    --modes) modes=$2; shift ;;
     --no-scale) do_scale=0 ;;
     --no-profile) do_profile=0 ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -252,6 +258,19 @@ for n in $bulk_callers_list; do [ "$n" -gt "$max_bulk_callers" ] && max_bulk_cal
 start_broker broker "$work/backends-main.yaml" 30
 main_broker_pid=$broker_pid
 main_target=$target
+baseline_bin=${TLSBROKER_BASELINE_BIN:-}
+if [ -n "$baseline_bin" ]; then
+  broker_bin_kept=$broker_bin
+  broker_bin=$baseline_bin
+  start_broker broker-baseline "$work/backends-main.yaml" 30
+  broker_bin=$broker_bin_kept
+  baseline_broker_pid=$broker_pid
+  baseline_target=$target
+  echo "   baseline tlsbroker ($baseline_bin) $baseline_target (pid $baseline_broker_pid)"
+elif [[ " $modes " == *" e0 "* ]]; then
+  echo "bench: mode e0 needs TLSBROKER_BASELINE_BIN" >&2
+  exit 2
+fi
 echo "   framed 127.0.0.1:$framed_port, echo 127.0.0.1:$echo_port, gRPC echo" \
      "127.0.0.1:$grpc_echo_port, tlsbroker $main_target (pid $main_broker_pid)"
 
@@ -272,6 +291,8 @@ measure() {
             --backend echo --mode call --channels "$callers") ;;
     e) cpu_pid=$main_broker_pid
        cmd=("$load_bin" --target "$main_target" --backend bench --mode call --channels "$callers") ;;
+    e0) cpu_pid=$baseline_broker_pid
+        cmd=("$load_bin" --target "$baseline_target" --backend bench --mode call --channels "$callers") ;;
     f) cpu_pid=$main_broker_pid
        cmd=("$load_bin" --target "$main_target" --backend bench --mode lease
             --exchanges-per-lease "$exchanges_per_lease" --channels "$callers") ;;
@@ -296,21 +317,25 @@ measure() {
 
 cells=0
 for _ in $(seq 1 "$runs"); do
-  for callers in $callers_list; do cells=$((cells + 6)); done
-  for callers in $bulk_callers_list; do cells=$((cells + 2)); done
+  for callers in $callers_list; do cells=$((cells + $(wc -w <<<"$modes"))); done
+  if [[ " $modes " == *" f "* ]]; then
+    for callers in $bulk_callers_list; do cells=$((cells + 2)); done
+  fi
 done
-echo "== $cells cells: $runs run(s) x modes a-f at callers {$callers_list}, bulk at {$bulk_callers_list}," \
-     "${duration}s each"
+echo "== $cells cells: $runs run(s) x modes {$modes} at callers {$callers_list}, bulk at" \
+     "{$bulk_callers_list}, ${duration}s each"
 for run in $(seq 1 "$runs"); do
   for callers in $callers_list; do
-    for mode in a b c d e f; do
+    for mode in $modes; do
       measure "$mode" "$callers" "$run"
     done
     echo "   run $run, $callers callers done"
   done
-  for callers in $bulk_callers_list; do
-    for mode in cB fB; do measure "$mode" "$callers" "$run"; done
-  done
+  if [[ " $modes " == *" f "* ]]; then
+    for callers in $bulk_callers_list; do
+      for mode in cB fB; do measure "$mode" "$callers" "$run"; done
+    done
+  fi
 done
 
 # ---- CPU profile of the broker under load (e) at 16 callers (before the scale step, whose
@@ -384,7 +409,7 @@ for line in open(results):
     cells.setdefault((mode, int(callers)), []).append(dict(
         rate=rate, p50=lat["p50"], p99=lat["p99"], errors=r["errors"] + r["corrupt"],
         hs=per10k((ha_f - hb_f) + (ha_r - hb_r)), full=ha_f - hb_f, resumed=ha_r - hb_r,
-        cpu=per10k((c1 - c0) / hz) if mode in ("d", "e", "f") else None, n=reqs))
+        cpu=per10k((c1 - c0) / hz) if mode in ("d", "e", "e0", "f") else None, n=reqs))
 
 def med(mode, callers, key):
     v = [c[key] for c in cells.get((mode, callers), []) if c[key] is not None]
@@ -401,7 +426,7 @@ def fmt(x, digits=0):
 
 names = {"a": "(a) direct, full handshake per request", "b": "(b) direct, resumed session per request",
          "c": "(c) direct, persistent connection", "d": "(d) bare gRPC unary echo",
-         "e": "(e) tlsbroker Call", "f": f"(f) tlsbroker Lease, {epl} exchanges per lease",
+         "e": "(e) tlsbroker Call", "e0": "(e0) tlsbroker Call, baseline binary", "f": f"(f) tlsbroker Lease, {epl} exchanges per lease",
          "cB": "(c) bulk, direct persistent connection", "fB": "(f) bulk, tlsbroker Lease"}
 out = []
 out.append(f"Medians of {runs} run(s) of {duration} s per cell, [min..max] over the runs; "
@@ -410,7 +435,7 @@ out.append("")
 out.append("| mode | callers | throughput | p50 µs | p99 µs | handshakes / 10k req | server CPU s / 10k req | errors |")
 out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 callers_seen = sorted({c for (_, c) in cells})
-for mode in ["a", "b", "c", "d", "e", "f", "cB", "fB"]:
+for mode in ["a", "b", "c", "d", "e", "e0", "f", "cB", "fB"]:
     for callers in callers_seen:
         if (mode, callers) not in cells: continue
         lo, hi = spread(mode, callers, "rate")
@@ -424,7 +449,7 @@ for mode in ["a", "b", "c", "d", "e", "f", "cB", "fB"]:
                    f"[{fmt(lo)}..{fmt(hi)}] | {fmt(med(mode, callers, 'p50'))} [{fmt(p50lo)}..{fmt(p50hi)}] "
                    f"| {fmt(med(mode, callers, 'p99'))} | {fmt(med(mode, callers, 'hs'), 1)} | {cpu_s} | {errors} |")
 out.append("")
-out.append("Server CPU: (d) the gRPC echo server, (e)/(f) tlsbroker (utime+stime from /proc/PID/stat).")
+out.append("Server CPU: (d) the gRPC echo server, (e)/(e0)/(f) tlsbroker (utime+stime from /proc/PID/stat).")
 out.append("Handshakes: counted by the backend (full + resumed) during the cell.")
 out.append("")
 
@@ -452,6 +477,27 @@ for callers in callers_seen:
     ratio_row("(f)/(c) Lease exchanges", "f", "c", callers, None)
 for callers in sorted({c for (m, c) in cells if m.endswith("B")}):
     ratio_row("(f)/(c) bulk", "fB", "cB", callers, 0.5)
+for callers in callers_seen:
+    ratio_row("(e)/(e0) this build / baseline build", "e", "e0", callers, None)
+out.append("")
+
+def cpu_row(label, num, den, callers, target):
+    # Server CPU per request, ratio of medians and the range of per-run ratios (lower is better).
+    a, b = cells.get((num, callers)), cells.get((den, callers))
+    if not a or not b: return
+    rs = [x["cpu"] / y["cpu"] for x, y in zip(a, b) if x["cpu"] and y["cpu"]]
+    if not rs: return
+    m = med(num, callers, "cpu") / med(den, callers, "cpu")
+    ok = "" if target is None else ("met" if m <= target else "missed")
+    out.append(f"| {label} | {callers} | {fmt(m, 2)} [{fmt(min(rs), 2)}..{fmt(max(rs), 2)}] | "
+               f"{'≤ ' + str(target) if target else '—'} | {ok} |")
+
+out.append("| ratio (server CPU per request) | callers | median [range of per-run ratios] | target | status |")
+out.append("|---|---:|---:|---:|---|")
+for callers in callers_seen:
+    cpu_row("(e)/(d) broker per Call vs gRPC echo", "e", "d", callers, 1.5 if callers == 16 else None)
+for callers in callers_seen:
+    cpu_row("(e)/(e0) this build / baseline build", "e", "e0", callers, None)
 out.append("")
 for callers in callers_seen:
     pe, pc, pd = med("e", callers, "p50"), med("c", callers, "p50"), med("d", callers, "p50")

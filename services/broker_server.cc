@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
+#include "broker/common/log_writer.h"
 #include "broker/config/load_options.h"
 
 namespace tlsbroker {
@@ -101,8 +102,11 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   }
 
   HttpEndpoint::Handlers handlers;
-  handlers.metrics = PrometheusTextFrom(s->metrics_registry_);
   BrokerServer* raw = s.get();
+  handlers.metrics = [raw, text = PrometheusTextFrom(s->metrics_registry_)] {
+    raw->metrics_->SyncLogLinesDropped(DroppedLogLines());
+    return text();
+  };
   handlers.ready = [raw] {
     std::string body;
     bool ready = raw->Ready(&body);
@@ -274,6 +278,8 @@ void BrokerServer::Shutdown(absl::Duration grace) {
   registry_.reset();
   loops_.reset();
   LogEvent(LogLevel::kInfo, "tlsbroker stopped");
+  // Every lease's audit line is out before the process may exit.
+  FlushLogs();
 }
 
 }  // namespace tlsbroker

@@ -26,6 +26,7 @@
 #include "broker/config/load_options.h"
 #include "broker/config/options.h"
 #include "broker/common/log.h"
+#include "broker/common/log_writer.h"
 #include "services/broker_server.h"
 #include "services/caller_pattern.h"
 #include "broker/pool/client_id.h"
@@ -298,6 +299,8 @@ int Serve(const Flags& flags) {
   }
   PrintWarnings(flags.config_path, report);
 
+  // From here on log lines (one audit line per lease) are written by a thread of their own.
+  StartBackgroundLogWriter();
   BrokerServer::StartOptions start;
   start.io_threads = flags.io_threads;
   start.config_path = flags.config_path;
@@ -305,6 +308,7 @@ int Serve(const Flags& flags) {
   auto server = BrokerServer::Start(report.options, start);
   if (!server.ok()) {
     LogEvent(LogLevel::kError, "cannot start", LogField("error", server.status().message()));
+    StopBackgroundLogWriter();
     return kExitServeFailed;
   }
   while (true) {
@@ -317,6 +321,7 @@ int Serve(const Flags& flags) {
     }
     LogEvent(LogLevel::kInfo, "shutting down", LogField("signal", strsignal(sig)));
     (*server)->Shutdown(report.options.listen.drain_grace_period);
+    StopBackgroundLogWriter();
     return kExitOk;
   }
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "broker/common/log_writer.h"
 
 namespace tlsbroker {
 namespace {
@@ -134,6 +135,23 @@ std::string LogField(absl::string_view key, absl::string_view value) {
   return quote ? absl::StrCat(key, "=\"", escaped, "\"") : absl::StrCat(key, "=", escaped);
 }
 
+namespace {
+
+// Queues the line for the background writer when it runs (see log_writer.h). An error is
+// written by its caller, after everything queued before it: it may be the last line before an
+// abort, and must not die in a buffer.
+void WriteLine(LogLevel level, const std::string& line) {
+  if (level >= LogLevel::kError) {
+    FlushLogs();
+  } else if (EnqueueLogLine(line, level >= LogLevel::kWarning)) {
+    return;
+  }
+  // One fwrite per line keeps lines from different threads whole.
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+}  // namespace
+
 void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields) {
   if (!LogEnabled(level)) return;
   if (Format().load() == static_cast<int>(LogFormat::kJson)) {
@@ -146,7 +164,7 @@ void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields) {
     AppendJsonString(&json, msg);
     AppendFieldsAsJson(&json, fields);
     json += "}\n";
-    std::fwrite(json.data(), 1, json.size(), stderr);
+    WriteLine(level, json);
     return;
   }
   std::string line = absl::StrCat(
@@ -154,8 +172,7 @@ void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields) {
       " level=", LevelName(level), " ", LogField("msg", msg));
   if (!fields.empty()) absl::StrAppend(&line, " ", fields);
   line += '\n';
-  // One fwrite per line keeps lines from different threads whole.
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  WriteLine(level, line);
 }
 
 }  // namespace tlsbroker

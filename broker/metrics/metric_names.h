@@ -35,6 +35,7 @@ inline constexpr absl::string_view kLeaseDurationSeconds = "tlsbroker_lease_dura
 inline constexpr absl::string_view kLeaseWaitSeconds = "tlsbroker_lease_wait_seconds";
 inline constexpr absl::string_view kLeasesEndedTotal = "tlsbroker_leases_ended_total";
 inline constexpr absl::string_view kLeasesTotal = "tlsbroker_leases_total";
+inline constexpr absl::string_view kLogLinesDroppedTotal = "tlsbroker_log_lines_dropped_total";
 inline constexpr absl::string_view kOcspResponsesTotal = "tlsbroker_ocsp_responses_total";
 inline constexpr absl::string_view kPeerCertNotAfterTimestampSeconds =
     "tlsbroker_peer_cert_not_after_timestamp_seconds";
@@ -66,6 +67,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kLeaseWaitSeconds,
     kLeasesEndedTotal,
     kLeasesTotal,
+    kLogLinesDroppedTotal,
     kOcspResponsesTotal,
     kPeerCertNotAfterTimestampSeconds,
     kPoolSockets,

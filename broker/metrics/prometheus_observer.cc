@@ -274,6 +274,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
     f.leases_ended_total =
         counter(m::kLeasesEndedTotal, "Granted leases that ended, by how they ended.");
     f.leases_total = counter(m::kLeasesTotal, "Lease acquisitions, by result.");
+    f.log_lines_dropped_total =
+        counter(m::kLogLinesDroppedTotal,
+                "Log lines dropped because the log buffer was full (whatever reads the "
+                "broker's stderr fell behind); the broker never waits for its log.");
     f.ocsp_responses_total =
         counter(m::kOcspResponsesTotal,
                 "OCSP checks of backend certificates, by where the answer came from and what it "
@@ -315,6 +319,7 @@ PrometheusMetricsObserver::PrometheusMetricsObserver(
       families_(families),
       caller_lease_limit_refusals_(families.caller_lease_limit_refusals_total->Add({})),
       insecure_file_permissions_(families.insecure_file_permissions->Add({})),
+      log_lines_dropped_(families.log_lines_dropped_total->Add({})),
       socket_budget_refusals_(families.socket_budget_refusals_total->Add({})),
       socket_budget_limit_(families.socket_budget_sockets->Add(
           {{Str(m::kLabelState), Str(m::kSocketBudgetStates[0])}})),
@@ -324,6 +329,14 @@ PrometheusMetricsObserver::PrometheusMetricsObserver(
 void PrometheusMetricsObserver::OnSocketBudget(int limit, int used) {
   socket_budget_limit_.Set(limit);
   socket_budget_used_.Set(used);
+}
+
+void PrometheusMetricsObserver::SyncLogLinesDropped(uint64_t total) {
+  // Under mu_: two scrapes at once must not both add the same difference.
+  MutexLock lock(&mu_);
+  const double seen = log_lines_dropped_.Value();
+  const double now = static_cast<double>(total);
+  if (now > seen) log_lines_dropped_.Increment(now - seen);
 }
 
 void PrometheusMetricsObserver::OnSocketBudgetRefused() { socket_budget_refusals_.Increment(); }

@@ -44,6 +44,9 @@ class PrometheusMetricsObserver final : public MetricsObserver {
   void OnSocketBudgetRefused() override;
   void OnCallerLeaseLimitRefused() override;
   void OnInsecureFilePermissions(int files) override;
+  // Brings tlsbroker_log_lines_dropped_total up to `total` (the log writer's own count, read
+  // just before each scrape).
+  void SyncLogLinesDropped(uint64_t total);
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -65,6 +68,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
     prometheus::Family<prometheus::Histogram>* lease_wait_seconds;
     prometheus::Family<prometheus::Counter>* leases_ended_total;
     prometheus::Family<prometheus::Counter>* leases_total;
+    prometheus::Family<prometheus::Counter>* log_lines_dropped_total;
     prometheus::Family<prometheus::Counter>* ocsp_responses_total;
     prometheus::Family<prometheus::Gauge>* peer_cert_not_after_timestamp_seconds;
     prometheus::Family<prometheus::Gauge>* pool_sockets;
@@ -86,6 +90,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
   // The broker-wide series (no backend label), created with the families.
   prometheus::Counter& caller_lease_limit_refusals_;
   prometheus::Gauge& insecure_file_permissions_;
+  prometheus::Counter& log_lines_dropped_;
   prometheus::Counter& socket_budget_refusals_;
   prometheus::Gauge& socket_budget_limit_;
   prometheus::Gauge& socket_budget_used_;
