@@ -98,7 +98,7 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
       failure = lease.status();
     } else {
       lease_ = std::move(*lease);
-      ArmCallTimerLocked();
+      ArmCallTimeoutLocked();
       ToProto(lease_.info(), CallerAllowed(services_.registry->AdminCallers(), caller_),
               response_->mutable_lease());
       ++pending_callbacks_;
@@ -111,31 +111,27 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
   ReleasePending();
 }
 
-void CallReactor::ArmCallTimerLocked() {
+void CallReactor::ArmCallTimeoutLocked() {
   const std::shared_ptr<const BackendOptions> options = pool_->options();
   const absl::Duration call_timeout = options->pool.call_timeout;
-  const absl::Time timeout_at = absl::Now() + call_timeout;
-  // A sooner RPC deadline is gRPC's to enforce (OnCancel); an alarm racing it would only
+  // A sooner RPC deadline is gRPC's to enforce (OnCancel); a timeout racing it would only
   // change a message the caller never sees.
-  if (timeout_at >= absl::FromChrono(context_->deadline())) return;
-  call_timer_set_ = true;
-  ++pending_callbacks_;
-  // gRPC runs the callback on its executor threads, never inside Set or Cancel, so setting it
-  // under mu_ cannot deadlock. The name is copied: the alarm may fire after OnDone, when the
-  // request is gone.
-  call_timer_.Set(absl::ToChronoTime(timeout_at),
-                  [this, backend = options->name, call_timeout](bool fired) {
-                    OnCallTimeout(fired, backend, call_timeout);
-                  });
+  if (absl::Now() + call_timeout >= absl::FromChrono(context_->deadline())) return;
+  // On the socket's loop, beside the exchange it bounds: no gRPC alarm, whose callback would
+  // cost a thread hand-off on every Call even when it is cancelled.
+  lease_.SetTimeout(call_timeout, CallTimedOut(options->name, call_timeout));
 }
 
-void CallReactor::OnCallTimeout(bool fired, const std::string& backend,
-                                absl::Duration call_timeout) {
-  // The backend may be reading the request or have acted on it: its socket's state is
-  // unknown, so it is destroyed (broken), never returned to the pool.
-  if (fired) Complete(CallTimedOut(backend, call_timeout), true);
-  ReleasePending();
+namespace {
+
+// The lease's timeout (SetTimeout) fails the operation in flight with CallTimedOut, a
+// DEADLINE_EXCEEDED that nothing else on the lease's data path returns: it goes to the caller
+// as it is.
+bool IsCallTimeout(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kDeadlineExceeded;
 }
+
+}  // namespace
 
 void CallReactor::OnWritten(absl::Status status) {
   // Not request_->request().size(): a cancel may have finished the call meanwhile, and gRPC
@@ -154,7 +150,7 @@ void CallReactor::OnWritten(absl::Status status) {
       }
     }
   }
-  if (fail) Complete(OutcomeUnknown(status), true);
+  if (fail) Complete(IsCallTimeout(status) ? status : OutcomeUnknown(status), true);
   ReleasePending();
 }
 
@@ -176,6 +172,8 @@ void CallReactor::OnResponse(absl::StatusOr<std::string> frame) {
     // The backend answered, with a frame over max_frame_bytes: the outcome is known (the
     // request was served), only the answer cannot be delivered.
     Complete(failure, true);
+  } else if (IsCallTimeout(failure)) {
+    Complete(failure, true);
   } else {
     // The request was written: whatever happened, the backend may have acted on it.
     Complete(OutcomeUnknown(failure), true);
@@ -191,7 +189,6 @@ void CallReactor::Complete(absl::Status status, bool broken) {
   Lease to_release;
   uint64_t to_cancel = 0;
   std::shared_ptr<SocketPool> pool;
-  bool cancel_timer = false;
   {
     MutexLock lock(&mu_);
     if (completed_) return;
@@ -204,9 +201,7 @@ void CallReactor::Complete(absl::Status status, bool broken) {
     // Free before the answer, so the caller's next Call is not refused.
     caller_slot_.Release();
     pool = pool_;
-    cancel_timer = call_timer_set_;
   }
-  if (cancel_timer) call_timer_.Cancel();
   if (to_cancel != 0 && pool != nullptr) pool->CancelAcquire(to_cancel);
   if (pool != nullptr) {
     grpc::StatusCode code = static_cast<grpc::StatusCode>(status.code());

@@ -4,7 +4,6 @@
 #include <memory>
 #include <string>
 
-#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
@@ -38,12 +37,10 @@ class CallReactor final : public grpc::ServerUnaryReactor {
  private:
   void Start();
   void OnAcquired(absl::StatusOr<Lease> lease);
-  // Sets call_timer_ unless the RPC deadline comes first.
-  void ArmCallTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Bounds the lease by call_timeout unless the RPC deadline comes first.
+  void ArmCallTimeoutLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnWritten(absl::Status status);
   void OnResponse(absl::StatusOr<std::string> frame);
-  // The call_timeout alarm ran: `fired` is false when Complete cancelled it.
-  void OnCallTimeout(bool fired, const std::string& backend, absl::Duration call_timeout);
   void Complete(absl::Status status, bool broken);
   // A pending callback has finished (call last: may delete this).
   void ReleasePending();
@@ -64,12 +61,6 @@ class CallReactor final : public grpc::ServerUnaryReactor {
   bool acquiring_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t held_request_bytes_ = 0;  // Set before the write starts, read by its callback.
   bool completed_ ABSL_GUARDED_BY(mu_) = false;
-  // Bounds the exchange by call_timeout. Set under mu_ once the socket is acquired, so a
-  // Complete that sees call_timer_set_ cancels an alarm that is already set; cancelled without
-  // mu_, because its callback (which takes mu_) runs even when cancelled. The callback counts as
-  // a pending callback, so the alarm outlives it.
-  grpc::Alarm call_timer_;
-  bool call_timer_set_ ABSL_GUARDED_BY(mu_) = false;
   // Starts at 1 for the constructor, released when it returns.
   int pending_callbacks_ ABSL_GUARDED_BY(mu_) = 1;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

@@ -24,6 +24,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "tlsbroker/v1/broker.grpc.pb.h"
 
 namespace tlsbroker::bench {
@@ -69,6 +70,8 @@ bool ReadFile(const std::string& path, std::string* out) {
 }
 
 int Main(int argc, char** argv) {
+  // As tlsbroker does (services/main.cc): the baseline gets the same gRPC tuning.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string cert_file, key_file, ca_file, listen = "127.0.0.1:0", prefix = "re:";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];

@@ -47,6 +47,9 @@ void Lease::Write(std::string bytes, StatusCallback done) {
 void Lease::Read(size_t max_bytes, ReadCallback done) { core_->Read(max_bytes, std::move(done)); }
 void Lease::ReadFrame(ReadCallback done) { core_->ReadFrame(std::move(done)); }
 void Lease::MarkBroken(absl::string_view reason) { core_->MarkBroken(std::string(reason)); }
+void Lease::SetTimeout(absl::Duration after, absl::Status status) {
+  core_->SetTimeout(after, std::move(status));
+}
 bool Lease::wrote_any() const { return core_ != nullptr && core_->wrote_any(); }
 
 void Lease::Release() {
@@ -75,7 +78,8 @@ LeaseCore::LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSoc
       info_(std::move(info)),
       caller_(std::move(caller)),
       granted_at_(absl::Now()),
-      max_duration_timer_(socket_->tls->io()) {
+      max_duration_timer_(socket_->tls->io()),
+      timeout_timer_(socket_->tls->io()) {
   const FramingOptions& framing = options_->framing;
   if (framing.kind != FramingOptions::Kind::kNone) {
     auto req = FrameDecoder::Create(framing);
@@ -318,19 +322,40 @@ void LeaseCore::MarkBroken(std::string reason) {
 void LeaseCore::Abort(absl::Status status) {
   auto self = shared_from_this();
   asio::post(io(), [self, status = std::move(status)]() mutable {
-    if (self->released_ || self->reclaimed_ || !self->abort_status_.ok()) return;
-    LogEvent(LogLevel::kWarning, "lease aborted: its socket was retired",
-             absl::StrCat(LogField("backend", self->info_.backend), " ",
-                          LogField("client_id", self->info_.client_id), " ",
-                          LogField("lease_id", self->info_.lease_id), " ",
-                          LogField("caller", self->caller_), " ",
-                          LogField("error", status.message())));
-    self->abort_status_ = std::move(status);
-    self->BreakOnLoop(std::string(self->abort_status_.message()), /*io_error=*/true);
-    // Cancels what is in flight (its callback gets abort_status_); nothing more reaches or
-    // leaves the backend on this socket, so no byte can be misdelivered.
-    self->socket_->tls->Close();
+    self->AbortOnLoop(std::move(status), "lease aborted: its socket was retired",
+                      /*io_error=*/true);
   });
+}
+
+void LeaseCore::SetTimeout(absl::Duration after, absl::Status status) {
+  auto self = shared_from_this();
+  asio::post(io(), [self, after, status = std::move(status)]() mutable {
+    if (self->released_) return;
+    self->timeout_timer_.expires_after(absl::ToChronoNanoseconds(after));
+    // Weak: a lease released before its timeout must not be kept alive by the timer.
+    std::weak_ptr<LeaseCore> weak = self;
+    self->timeout_timer_.async_wait(
+        [weak, status = std::move(status)](const asio::error_code& ec) mutable {
+          if (ec) return;
+          if (auto core = weak.lock()) {
+            core->AbortOnLoop(std::move(status), "lease timed out", /*io_error=*/false);
+          }
+        });
+  });
+}
+
+void LeaseCore::AbortOnLoop(absl::Status status, absl::string_view what, bool io_error) {
+  if (released_ || reclaimed_ || !abort_status_.ok()) return;
+  LogEvent(LogLevel::kWarning, what,
+           absl::StrCat(LogField("backend", info_.backend), " ",
+                        LogField("client_id", info_.client_id), " ",
+                        LogField("lease_id", info_.lease_id), " ", LogField("caller", caller_),
+                        " ", LogField("error", status.message())));
+  abort_status_ = std::move(status);
+  BreakOnLoop(std::string(abort_status_.message()), io_error);
+  // Cancels what is in flight (its callback gets abort_status_); nothing more reaches or
+  // leaves the backend on this socket, so no byte can be misdelivered.
+  socket_->tls->Close();
 }
 
 void LeaseCore::Release() {
@@ -342,6 +367,7 @@ void LeaseCore::Release() {
     if (self->released_) return;
     self->released_ = true;
     self->max_duration_timer_.cancel();
+    self->timeout_timer_.cancel();
     if (self->reclaimed_) return;  // Already closed and accounted for.
     if (self->read_in_flight_ && !self->broken_) {
       // A caller that ends its lease while the broker still waits for backend bytes (a Lease

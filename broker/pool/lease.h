@@ -65,6 +65,12 @@ class Lease final {
   // cancel what is in flight. `reason` goes to the log.
   void MarkBroken(absl::string_view reason);
 
+  // Bounds the lease: if it is still held `after` from now, its socket is closed (never
+  // reused) and the operation in flight, and every later one, fails with `status`. The timer
+  // runs on the socket's loop beside its I/O, so arming and cancelling it (at release) cost no
+  // thread hand-off. Call at most once.
+  void SetTimeout(absl::Duration after, absl::Status status);
+
   // Whether any request byte has been written (for "outcome_unknown" errors).
   bool wrote_any() const;
 

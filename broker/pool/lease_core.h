@@ -36,12 +36,17 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   // is closed, and the operation in flight and every later one fail with `status`. No-op once
   // released.
   void Abort(absl::Status status);
+  // See Lease::SetTimeout.
+  void SetTimeout(absl::Duration after, absl::Status status);
 
  private:
   LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
             LeaseInfo info, std::string caller);
   void StartMaxDurationTimer();
   void Reclaim();
+  // Abort on the loop; `what` names the cause in the log line. `io_error`: the socket is
+  // counted closed "broken" (retired), otherwise "dirty" (it may work, but owes an answer).
+  void AbortOnLoop(absl::Status status, absl::string_view what, bool io_error);
   void BreakOnLoop(std::string reason, bool io_error = false);
   void ContinueReadFrame(std::string acc, Lease::ReadCallback done);
   void CountForRekey(size_t bytes);
@@ -55,6 +60,7 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   const std::string caller_;
   const absl::Time granted_at_;
   asio::steady_timer max_duration_timer_;
+  asio::steady_timer timeout_timer_;  // SetTimeout; cancelled at release.
   std::unique_ptr<FrameDecoder> request_decoder_;   // Tracks frame boundaries we sent.
   std::unique_ptr<FrameDecoder> response_decoder_;  // Tracks frame boundaries we received.
   std::atomic<bool> wrote_any_{false};

@@ -108,8 +108,11 @@ absl::Status TlsClientContext::Init() {
   if (!ctx_) return SslError("SSL_CTX_new");
   SSL_CTX_set_ex_data(ctx_.get(), ContextExIndex(), this);
   // Partial writes let a large buffer go out in pieces as the socket drains; the buffer may
-  // move between retries because the caller's string can be reallocated.
-  SSL_CTX_set_mode(ctx_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // move between retries because the caller's string can be reallocated. Released buffers:
+  // an idle pooled socket holds no 16 KiB+ read and write buffers (OpenSSL frees them once
+  // empty and takes them again at the next record), which is most of its memory.
+  SSL_CTX_set_mode(ctx_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx_.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 
   BROKER_RETURN_IF_ERROR(ConfigureProtocols());

@@ -554,6 +554,62 @@ TEST_F(SocketPoolTest, LeaseHeldPastMaxDurationIsReclaimed) {
   ASSERT_TRUE(RoundTrip(*next, "ok").ok());
 }
 
+// Lease::SetTimeout (how Call applies pool.call_timeout): a lease still waiting for its answer
+// when the timeout passes gets exactly the status it was given, and its socket, owed an answer,
+// is destroyed as dirty, never handed to the next lease.
+TEST_F(SocketPoolTest, LeaseTimeoutFailsTheReadInFlightWithItsStatusAndDestroysTheSocket) {
+  BackendOptions b = Backend();
+  b.pool.max_sockets = 1;
+  MakePool(b);
+  server_->set_stall_response(true);
+  uint64_t first;
+  {
+    auto lease = AcquireSync(*pool_);
+    ASSERT_TRUE(lease.ok());
+    first = lease->info().socket_id;
+    lease->SetTimeout(absl::Milliseconds(50), absl::DeadlineExceededError("test timeout"));
+    ASSERT_TRUE(testutil::WriteSync(*lease, testutil::Frame("unanswered")).ok());
+    auto reply = testutil::ReadFrameSync(*lease);
+    EXPECT_EQ(reply.status(), absl::DeadlineExceededError("test timeout"));
+    // Every later operation fails the same way: nothing more reaches the backend.
+    EXPECT_EQ(testutil::WriteSync(*lease, testutil::Frame("more")),
+              absl::DeadlineExceededError("test timeout"));
+  }
+  EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:dirty") == 1; }));
+  server_->set_stall_response(false);
+  auto next = AcquireSync(*pool_);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_NE(next->info().socket_id, first);
+  auto reply = RoundTrip(*next, "mine");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(*reply, "re:mine");
+}
+
+// A lease released before its timeout goes back to the pool clean: the timer dies with it.
+TEST_F(SocketPoolTest, LeaseReleasedBeforeItsTimeoutReturnsItsSocketClean) {
+  BackendOptions b = Backend();
+  b.pool.max_sockets = 1;
+  MakePool(b);
+  uint64_t first;
+  {
+    auto lease = AcquireSync(*pool_);
+    ASSERT_TRUE(lease.ok());
+    first = lease->info().socket_id;
+    lease->SetTimeout(absl::Milliseconds(200), absl::DeadlineExceededError("test timeout"));
+    ASSERT_TRUE(RoundTrip(*lease, "quick").ok());
+  }
+  ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 1; }));
+  // Well past the first lease's timeout: the socket is still idle and serves the next lease.
+  absl::SleepFor(absl::Milliseconds(400));
+  auto next = AcquireSync(*pool_);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->info().socket_id, first);
+  auto reply = RoundTrip(*next, "again");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(*reply, "re:again");
+  EXPECT_EQ(observer_->Sum("closed:"), 0);
+}
+
 // With the backend down, waiters fail fast (well under their deadline) with the reason, and
 // the pool refills to min_idle once the backend is back.
 TEST_F(SocketPoolTest, BackendDownFailsWaitersFastAndPoolRefillsWhenBack) {
