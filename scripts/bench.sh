@@ -19,6 +19,9 @@
 #
 #   scripts/bench.sh [--quick] [--smoke] [--runs N] [--duration SECONDS] [--callers "1 16 64"]
 #                    [--modes "a b c d e f"] [--scale "0 1000 10000"] [--no-scale] [--no-profile]
+#     --syscalls  also count the system calls per request of (d) and (e) at 1 caller (strace -c
+#               on the server for 2 s under load): thread hand-offs show up as futex and
+#               epoll calls, a figure the machine's noise does not move
 #     --modes   which of a-f (and e0, see TLSBROKER_BASELINE_BIN) to measure; bulk runs with f
 #     --quick   1 run of 1 s per cell, scale 0/1000, no profile (about 2 minutes)
 #     --smoke   tiny counts for the test suite (seconds; figures meaningless)
@@ -45,6 +48,7 @@ bulk_callers_list="1 16"
 scale_list="0 1000 10000"
 do_scale=1
 do_profile=1
+do_syscalls=0
 smoke=0
 bulk_bytes=$((16 * 1024 * 1024))
 exchanges_per_lease=100
@@ -61,7 +65,8 @@ while [ $# -gt 0 ]; do
     --modes) modes=$2; shift ;;
     --no-scale) do_scale=0 ;;
     --no-profile) do_profile=0 ;;
-    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --syscalls) do_syscalls=1 ;;
+    -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -356,6 +361,34 @@ if [ "$do_profile" = 1 ] && command -v perf >/dev/null; then
       2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 >"$work/results/perf-dso.txt" || true
 fi
 
+# ---- System calls per request at 1 caller: (d) the gRPC echo server, (e) tlsbroker (and (e0)
+# the baseline build). At one
+# caller every request is answered with one sendmsg on the caller's connection, which counts
+# the requests seen while strace was attached.
+syscalls_file="$work/results/syscalls.tsv"
+: > "$syscalls_file"
+if [ "$do_syscalls" = 1 ] && command -v strace >/dev/null; then
+  echo "== system calls per request at 1 caller (strace -c for 2 s under load)"
+  for mode in d e ${baseline_bin:+e0}; do
+    case $mode in
+      d) pid=$grpc_echo_pid; tgt="127.0.0.1:$grpc_echo_port"; be=echo ;;
+      e) pid=$main_broker_pid; tgt=$main_target; be=bench ;;
+      e0) pid=$baseline_broker_pid; tgt=$baseline_target; be=bench ;;
+    esac
+    "$load_bin" --target "$tgt" "${creds[@]}" --backend "$be" --mode call --callers 1 \
+        --channels 1 --size 1024 --response-prefix re: --duration 5s --json \
+        >"$work/results/syscalls-load-$mode.json" 2>&1 &
+    load_pid=$!
+    sleep 1
+    timeout -s INT 2 strace -c -f -p "$pid" -o "$work/results/strace-$mode.txt" 2>/dev/null || true
+    wait "$load_pid" || true
+    awk -v mode="$mode" '$NF ~ /^[a-z_0-9]+$/ && $1 ~ /^[0-9.]+$/ && $NF != "total" &&
+                         $NF != "restart_syscall" { n[$NF] = $4; total += $4 }
+         END { printf "%s\t%d\t%d\t%d\t%d\t%d\n", mode, n["sendmsg"], total, n["futex"],
+               n["epoll_wait"], n["epoll_ctl"] }' "$work/results/strace-$mode.txt" >>"$syscalls_file"
+  done
+fi
+
 # ---- Scale and memory: RSS with N idle pooled sockets, time to prewarm them.
 scale_file="$work/results/scale.tsv"
 : > "$scale_file"
@@ -386,10 +419,11 @@ fi
 
 echo
 python3 - "$results" "$scale_file" "$work/results" "$max_sockets" "$exchanges_per_lease" \
-    "$runs" "$duration" <<'EOF'
+    "$runs" "$duration" "$syscalls_file" <<'EOF'
 import json, os, re, statistics, sys
 results, scale_file, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
 max_sockets, epl, runs, duration = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+syscalls_file = sys.argv[8]
 hz = os.sysconf("SC_CLK_TCK")
 cells = {}
 for line in open(results):
@@ -546,6 +580,20 @@ if scale:
                     out.append(f"- prewarm of 1,000 sockets: {float(ready):.2f} s from start to ready = "
                                f"{1000 / float(ready):,.0f} handshakes/s ({1000 / float(ready) / (2 / t):.2f}× "
                                f"the crypto bound; includes process start).")
+sys_rows = {}
+for l in open(syscalls_file).read().splitlines():
+    mode, sends, total, futex, ewait, ectl = l.split("\t")
+    if int(sends) > 0:
+        sys_rows[mode] = [int(x) / int(sends) for x in (total, futex, ewait, ectl)]
+if sys_rows:
+    out.append("")
+    out.append("| system calls per request, 1 caller | all | futex | epoll_wait | epoll_ctl |")
+    out.append("|---|---:|---:|---:|---:|")
+    for mode in ("d", "e", "e0"):
+        if mode in sys_rows:
+            out.append(f"| {names[mode]} | " + " | ".join(f"{x:.1f}" for x in sys_rows[mode]) + " |")
+    if "d" in sys_rows and "e" in sys_rows:
+        out.append(f"- (e)/(d) system calls per request: {sys_rows['e'][0] / sys_rows['d'][0]:.2f}")
 text = "\n".join(out) + "\n"
 open(os.path.join(outdir, "table.md"), "w").write(text)
 print(text)

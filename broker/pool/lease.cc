@@ -96,7 +96,7 @@ LeaseCore::~LeaseCore() = default;
 void LeaseCore::StartMaxDurationTimer() {
   // Created on the caller's thread before anyone else can see the core; armed on the loop.
   auto self = shared_from_this();
-  asio::post(io(), [self] {
+  OnLoop([self] {
     self->max_duration_timer_.expires_after(
         absl::ToChronoNanoseconds(self->options_->pool.max_lease_duration));
     std::weak_ptr<LeaseCore> weak = self;
@@ -124,18 +124,18 @@ void LeaseCore::Reclaim() {
 
 void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
   auto self = shared_from_this();
-  asio::post(io(), [self, bytes = std::move(bytes), done = std::move(done)]() mutable {
+  OnLoop([self, bytes = std::move(bytes), done = std::move(done)]() mutable {
     if (!self->abort_status_.ok()) {
-      std::move(done)(self->abort_status_);
+      self->Deliver(std::move(done), self->abort_status_);
       return;
     }
     if (self->broken_ || self->released_) {
-      std::move(done)(absl::FailedPreconditionError(
+      self->Deliver(std::move(done), absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
       return;
     }
     if (self->write_in_flight_) {
-      std::move(done)(absl::FailedPreconditionError("a write is already in flight"));
+      self->Deliver(std::move(done), absl::FailedPreconditionError("a write is already in flight"));
       return;
     }
     if (self->request_decoder_) {
@@ -144,7 +144,7 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
         // Nothing was sent; the request stream is no longer trustworthy, so neither is the
         // socket, but the backend saw nothing of this request.
         self->BreakOnLoop(absl::StrCat("request framing: ", consumed.status().message()));
-        std::move(done)(absl::InvalidArgumentError(absl::StrCat(
+        self->Deliver(std::move(done), absl::InvalidArgumentError(absl::StrCat(
             "request does not fit the backend's framing: ", consumed.status().message())));
         return;
       }
@@ -163,25 +163,25 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
         self->BreakOnLoop(std::string(status.message()), /*io_error=*/true);
         if (!self->abort_status_.ok()) status = self->abort_status_;
       }
-      std::move(done)(std::move(status));
+      self->Deliver(std::move(done), std::move(status));
     });
   });
 }
 
 void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
   auto self = shared_from_this();
-  asio::post(io(), [self, max_bytes, done = std::move(done)]() mutable {
+  OnLoop([self, max_bytes, done = std::move(done)]() mutable {
     if (!self->abort_status_.ok()) {
-      std::move(done)(self->abort_status_);
+      self->Deliver(std::move(done), self->abort_status_);
       return;
     }
     if (self->broken_ || self->released_) {
-      std::move(done)(absl::FailedPreconditionError(
+      self->Deliver(std::move(done), absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
       return;
     }
     if (self->read_in_flight_) {
-      std::move(done)(absl::FailedPreconditionError("a read is already in flight"));
+      self->Deliver(std::move(done), absl::FailedPreconditionError("a read is already in flight"));
       return;
     }
     self->read_in_flight_ = true;
@@ -194,7 +194,7 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
           self->BreakOnLoop(std::string(data.status().message()), /*io_error=*/true);
         }
         if (!self->abort_status_.ok()) data = self->abort_status_;
-        std::move(done)(std::move(data));
+        self->Deliver(std::move(done), std::move(data));
         return;
       }
       self->bytes_received_ += data->size();
@@ -208,29 +208,29 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
           self->BreakOnLoop(absl::StrCat("response framing: ", consumed.status().message()));
         }
       }
-      std::move(done)(std::move(data));
+      self->Deliver(std::move(done), std::move(data));
     });
   });
 }
 
 void LeaseCore::ReadFrame(Lease::ReadCallback done) {
   auto self = shared_from_this();
-  asio::post(io(), [self, done = std::move(done)]() mutable {
+  OnLoop([self, done = std::move(done)]() mutable {
     if (!self->abort_status_.ok()) {
-      std::move(done)(self->abort_status_);
+      self->Deliver(std::move(done), self->abort_status_);
       return;
     }
     if (self->broken_ || self->released_) {
-      std::move(done)(absl::FailedPreconditionError(
+      self->Deliver(std::move(done), absl::FailedPreconditionError(
           absl::StrCat("lease is no longer usable: ", self->broken_reason_)));
       return;
     }
     if (!self->response_decoder_) {
-      std::move(done)(absl::FailedPreconditionError("backend has no framing"));
+      self->Deliver(std::move(done), absl::FailedPreconditionError("backend has no framing"));
       return;
     }
     if (self->read_in_flight_) {
-      std::move(done)(absl::FailedPreconditionError("a read is already in flight"));
+      self->Deliver(std::move(done), absl::FailedPreconditionError("a read is already in flight"));
       return;
     }
     self->read_in_flight_ = true;
@@ -261,7 +261,7 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
         self->BreakOnLoop(std::string(data.status().message()), /*io_error=*/true);
       }
       if (!self->abort_status_.ok()) data = self->abort_status_;
-      std::move(done)(std::move(data).status());
+      self->Deliver(std::move(done), std::move(data).status());
       return;
     }
     self->bytes_received_ += data->size();
@@ -274,12 +274,12 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       if (consumed.status().code() == absl::StatusCode::kOutOfRange) {
         // A well-formed answer, just larger than this backend may send: the caller learns the
         // limit, not "bad frame".
-        std::move(done)(absl::ResourceExhaustedError(absl::StrCat(
+        self->Deliver(std::move(done), absl::ResourceExhaustedError(absl::StrCat(
             "frame_too_large: the backend's response frame is too large: ",
             consumed.status().message())));
         return;
       }
-      std::move(done)(absl::UnavailableError(absl::StrCat(
+      self->Deliver(std::move(done), absl::UnavailableError(absl::StrCat(
           "bad_frame: the backend sent a bad frame: ", consumed.status().message())));
       return;
     }
@@ -294,7 +294,7 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       // Bytes beyond the frame belong to nobody: never let them reach the next lease.
       self->BreakOnLoop("unread_bytes: the backend sent bytes after the response frame");
     }
-    std::move(done)(std::move(acc));
+    self->Deliver(std::move(done), std::move(acc));
   });
 }
 
@@ -312,7 +312,7 @@ void LeaseCore::BreakOnLoop(std::string reason, bool io_error) {
 
 void LeaseCore::MarkBroken(std::string reason) {
   auto self = shared_from_this();
-  asio::post(io(), [self, reason = std::move(reason)]() mutable {
+  OnLoop([self, reason = std::move(reason)]() mutable {
     self->BreakOnLoop(std::move(reason));
     // Cancels whatever is in flight; its callback gets kCancelled.
     self->socket_->tls->Close();
@@ -321,7 +321,7 @@ void LeaseCore::MarkBroken(std::string reason) {
 
 void LeaseCore::Abort(absl::Status status) {
   auto self = shared_from_this();
-  asio::post(io(), [self, status = std::move(status)]() mutable {
+  OnLoop([self, status = std::move(status)]() mutable {
     self->AbortOnLoop(std::move(status), "lease aborted: its socket was retired",
                       /*io_error=*/true);
   });
@@ -329,7 +329,7 @@ void LeaseCore::Abort(absl::Status status) {
 
 void LeaseCore::SetTimeout(absl::Duration after, absl::Status status) {
   auto self = shared_from_this();
-  asio::post(io(), [self, after, status = std::move(status)]() mutable {
+  OnLoop([self, after, status = std::move(status)]() mutable {
     if (self->released_) return;
     self->timeout_timer_.expires_after(absl::ToChronoNanoseconds(after));
     // Weak: a lease released before its timeout must not be kept alive by the timer.
@@ -363,7 +363,7 @@ void LeaseCore::Release() {
   // Call of the same client) waits for it rather than making the pool open another.
   pool_->NoteReturning(socket_);
   auto self = shared_from_this();
-  asio::post(io(), [self] {
+  OnLoop([self] {
     if (self->released_) return;
     self->released_ = true;
     self->max_duration_timer_.cancel();

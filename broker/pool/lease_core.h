@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
 #include "broker/framing/frame_decoder.h"
@@ -15,8 +16,14 @@
 
 namespace tlsbroker {
 
-// Everything below runs on the socket's loop (public entry points post there), so the fields
-// need no lock; wrote_any_ is atomic because Lease::wrote_any() reads it from the caller.
+// Everything below runs on the socket's loop, so the fields need no lock; wrote_any_ and
+// posted_ are atomic because callers on other threads read them.
+//
+// Entry points called on the socket's loop run at once (OnLoop); from another thread they are
+// posted there. Running at once saves a trip through the loop's queue for each step of a Call
+// (acquire, write, read, release all happen on the loop), but the user of a Lease must never
+// find its own callback running inside its call into the lease (it may hold a lock the
+// callback takes): Deliver posts a callback that became due while an entry point runs inline.
 class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
  public:
   static std::shared_ptr<LeaseCore> Create(std::shared_ptr<SocketPool> pool,
@@ -51,6 +58,35 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   void ContinueReadFrame(std::string acc, Lease::ReadCallback done);
   void CountForRekey(size_t bytes);
   asio::io_context& io() { return socket_->tls->io(); }
+  // Runs `fn` now when on the socket's loop and nothing posted earlier is still queued (so the
+  // caller's order is kept), otherwise posts it to the loop.
+  template <typename Fn>
+  void OnLoop(Fn fn) {
+    if (posted_.load(std::memory_order_acquire) == 0 &&
+        io().get_executor().running_in_this_thread()) {
+      ++inline_depth_;
+      fn();
+      --inline_depth_;
+      return;
+    }
+    posted_.fetch_add(1, std::memory_order_acq_rel);
+    asio::post(io(), [self = shared_from_this(), fn = std::move(fn)]() mutable {
+      self->posted_.fetch_sub(1, std::memory_order_acq_rel);
+      fn();
+    });
+  }
+  // Calls the user's callback: directly when the loop got here on its own (an I/O completion,
+  // a posted entry point), posted when an entry point is running inline.
+  template <typename Callback, typename Value>
+  void Deliver(Callback done, Value value) {
+    if (inline_depth_ == 0) {
+      std::move(done)(std::move(value));
+      return;
+    }
+    asio::post(io(), [done = std::move(done), value = std::move(value)]() mutable {
+      std::move(done)(std::move(value));
+    });
+  }
 
   const std::shared_ptr<SocketPool> pool_;
   // The backend's settings when the lease began: a reload does not change a running lease.
@@ -64,6 +100,8 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   std::unique_ptr<FrameDecoder> request_decoder_;   // Tracks frame boundaries we sent.
   std::unique_ptr<FrameDecoder> response_decoder_;  // Tracks frame boundaries we received.
   std::atomic<bool> wrote_any_{false};
+  std::atomic<int> posted_{0};  // Entry points posted and not yet run.
+  int inline_depth_ = 0;        // Entry points running inline (OnLoop), nested.
   bool broken_ = false;
   bool broken_by_io_error_ = false;
   std::string broken_reason_;

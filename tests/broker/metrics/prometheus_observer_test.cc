@@ -101,7 +101,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 26u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 27u);
 }
 
 // Unknown label values map to "other"; known ones to their own position.
@@ -362,6 +362,24 @@ TEST_F(PrometheusObserverTest, BrokerWideSeriesReportBudgetRefusalsAndInsecureFi
   EXPECT_EQ(global(m::kSocketBudgetRefusalsTotal), 2.0);
   EXPECT_EQ(global(m::kCallerLeaseLimitRefusalsTotal), 1.0);
   EXPECT_EQ(global(m::kInsecureFilePermissions), 1.0);
+}
+
+// The log writer keeps its own count of dropped lines; each scrape brings the counter up to it
+// and never counts a drop twice (the counter only rises, by the difference).
+TEST_F(PrometheusObserverTest, LogLinesDroppedFollowsTheWritersCountWithoutDoubleCounting) {
+  auto dropped = [this]() -> std::optional<double> {
+    for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+      if (sample.name == m::kLogLinesDroppedTotal && sample.labels.empty()) return sample.value;
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(dropped(), 0.0);
+  observer_->SyncLogLinesDropped(3);
+  EXPECT_EQ(dropped(), 3.0);
+  observer_->SyncLogLinesDropped(3);
+  EXPECT_EQ(dropped(), 3.0);
+  observer_->SyncLogLinesDropped(10);
+  EXPECT_EQ(dropped(), 10.0);
 }
 
 }  // namespace

@@ -610,6 +610,41 @@ TEST_F(SocketPoolTest, LeaseReleasedBeforeItsTimeoutReturnsItsSocketClean) {
   EXPECT_EQ(observer_->Sum("closed:"), 0);
 }
 
+// Lease calls made on the socket's loop run at once (no trip through the loop's queue), but a
+// callback never runs inside the call that caused it, even when the operation finishes at
+// once: the reactors call the lease while holding a lock their callbacks take.
+TEST_F(SocketPoolTest, LeaseCallbacksNeverRunInsideTheCallThatStartedThem) {
+  BackendOptions b = Backend();
+  b.pool.max_sockets = 1;
+  MakePool(b);
+  auto lease = AcquireSync(*pool_);
+  ASSERT_TRUE(lease.ok());
+  Lease* l = &*lease;
+  std::atomic<bool> inside{false};
+  std::atomic<int> inline_callbacks{0};
+  ASSERT_TRUE(testutil::WriteSync(*l, testutil::Frame("one")).ok());
+  std::promise<absl::Status> second_written;
+  std::promise<absl::StatusOr<std::string>> first_reply;
+  l->ReadFrame([&](absl::StatusOr<std::string> reply) {
+    // On the socket's loop, from a read: a small write on a socket with room finishes at once.
+    inside = true;
+    l->Write(testutil::Frame("two"), [&](absl::Status s) {
+      if (inside) ++inline_callbacks;
+      second_written.set_value(s);
+    });
+    inside = false;
+    first_reply.set_value(std::move(reply));
+  });
+  auto one = first_reply.get_future().get();
+  EXPECT_TRUE(second_written.get_future().get().ok());
+  EXPECT_EQ(inline_callbacks.load(), 0);
+  auto two = testutil::ReadFrameSync(*l);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(*one, testutil::Frame("re:one"));
+  EXPECT_EQ(*two, testutil::Frame("re:two"));
+}
+
 // With the backend down, waiters fail fast (well under their deadline) with the reason, and
 // the pool refills to min_idle once the backend is back.
 TEST_F(SocketPoolTest, BackendDownFailsWaitersFastAndPoolRefillsWhenBack) {
