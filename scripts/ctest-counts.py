@@ -60,6 +60,9 @@ def results(build_dir):
         skipped = case.find("skipped")
         if status == "run":
             res[name] = "passed"
+        elif status == "disabled":  # DISABLED property or a gtest DISABLED_ test
+            res[name] = "skipped"
+            reasons[name] = "disabled"
         elif status == "notrun" and skipped is not None and \
                 skipped.get("message", "").startswith(SKIP_MESSAGES):
             res[name] = "skipped"
