@@ -18,13 +18,13 @@ build:
 # test exercise no native code of ours that the plain run does not already cover. The
 # randomized no-bleed test runs 20,000 exchanges instead of 100,000 (ASan is ~5x slower).
 test-asan:
-	BUILD_DIR=build-asan CMAKE_EXTRA="-DTLSB_ASAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" TEST_EXCLUDE_LABEL="deploy|bench" \
+	TEST_STAGE=asan BUILD_DIR=build-asan CMAKE_EXTRA="-DTLSB_ASAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" TEST_EXCLUDE_LABEL="deploy|bench" \
 	  TLSB_SOAK_EXCHANGES=20000 LSAN_OPTIONS="suppressions=$(CURDIR)/scripts/lsan-suppressions.txt" \
 	  bash scripts/test.sh
 
 # ThreadSanitizer on the core's tests only: Debian's gRPC and Abseil are not built for TSan.
 test-tsan:
-	BUILD_DIR=build-tsan CMAKE_EXTRA="-DTLSB_TSAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" BUILD_TARGET="tlsb_tests_broker tlsb_tests_fuzz" TEST_LABEL="broker|fuzz" \
+	TEST_STAGE=tsan BUILD_DIR=build-tsan CMAKE_EXTRA="-DTLSB_TSAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" BUILD_TARGET="tlsb_tests_broker tlsb_tests_fuzz" TEST_LABEL="broker|fuzz" \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/scripts/tsan-suppressions.txt" \
 	  bash scripts/test.sh
 

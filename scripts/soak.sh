@@ -53,6 +53,9 @@ done
 pki=${SOAK_PKI:-$BUILD_DIR/test-pki}
 bash tests/support/make_test_pki.sh "$pki"
 
+# No tools/soak/__pycache__ in the source tree (the soak runs from ctest too), for soak.py and
+# any Python it starts.
+export PYTHONDONTWRITEBYTECODE=1
 # shellcheck disable=SC2086  # SOAK_ARGS is a list of options
 python3 tools/soak/soak.py \
   --broker-bin "$broker_bin" --backend-bin "$backend_bin" --load-bin "$load_bin" \

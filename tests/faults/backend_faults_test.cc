@@ -145,8 +145,11 @@ TEST_F(BackendFaultsTest, BackendRestartingUnderLoadLeaksNothingAndNoCallGetsWro
   }
   for (int r = 0; r < kRestarts; ++r) {
     int ok_before = ok.load();
-    // Let some calls through between restarts, then kill the backend under them.
-    testutil::WaitUntil([&] { return ok.load() >= ok_before + 20; }, absl::Seconds(10));
+    // Let some calls through between restarts, then kill the backend under them. The bound
+    // only catches a broker that stopped serving; the count is what is asserted.
+    ASSERT_TRUE(
+        testutil::WaitUntil([&] { return ok.load() >= ok_before + 20; }, absl::Seconds(60)))
+        << "restart " << r << ": no calls got through";
     if (r % 3 == 2) {
       backend_->CloseAllConnections();  // A network blip: the listener stays.
     } else {
@@ -155,7 +158,8 @@ TEST_F(BackendFaultsTest, BackendRestartingUnderLoadLeaksNothingAndNoCallGetsWro
       ASSERT_TRUE(backend_->Start().ok());
     }
   }
-  testutil::WaitUntil([&] { return ok.load() >= 50; }, absl::Seconds(10));
+  const bool served_after = testutil::WaitUntil(
+      [&] { return ok.load() >= kRestarts * 20 + 20; }, absl::Seconds(60));
   stop = true;
   for (auto& th : callers) th.join();
 
@@ -165,7 +169,7 @@ TEST_F(BackendFaultsTest, BackendRestartingUnderLoadLeaksNothingAndNoCallGetsWro
   std::cerr << "restarts " << kRestarts << ", ok " << ok << ", failures: " << summary << "\n";
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(other.load(), 0) << summary;
-  EXPECT_GT(ok.load(), kRestarts * 20);
+  EXPECT_TRUE(served_after) << "ok " << ok.load();
   EXPECT_FALSE(failures.empty());  // The restarts did hit calls in flight.
 
   // Settled: no stuck waiter, no RPC left, and the backend serves again.
@@ -187,21 +191,19 @@ TEST_F(BackendFaultsTest, BackendRestartingUnderLoadLeaksNothingAndNoCallGetsWro
 }
 
 // A backend that accepts TCP and never finishes the handshake: the Call fails UNAVAILABLE with
-// reason handshake_timeout after about handshake_timeout, and nothing is left connecting.
+// reason handshake_timeout (not the acquire timeout's reason), and nothing is left connecting.
 TEST_F(BackendFaultsTest, BackendStallingHandshakeFailsCallWithHandshakeTimeout) {
   framed_options().pool.handshake_timeout = absl::Milliseconds(500);
-  framed_options().pool.acquire_timeout = absl::Seconds(10);
+  // Acquire timeout and deadline only catch a hang: the reason tells which timer ended the
+  // call, so no clock is read.
+  framed_options().pool.acquire_timeout = absl::Seconds(60);
   backend_->set_stall_handshake(true);
   StartBroker();
   grpc::ClientContext context;
   v1::CallResponse response;
-  absl::Time start = absl::Now();
-  grpc::Status status = Call("x", &response, absl::Seconds(20), &context);
-  absl::Duration took = absl::Now() - start;
+  grpc::Status status = Call("x", &response, absl::Seconds(90), &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_EQ(Reason(context), "handshake_timeout");
-  EXPECT_GE(took, absl::Milliseconds(450));
-  EXPECT_LT(took, absl::Seconds(5));  // Well before the 10 s acquire timeout.
   EXPECT_EQ(backend_->stats().requests, 0);
   EXPECT_TRUE(testutil::WaitUntil([&] { return Stats().connecting == 0 && Stats().idle == 0; }));
 
@@ -224,10 +226,9 @@ TEST_F(BackendFaultsTest, BackendStallingResponseGivesDeadlineExceededAndDestroy
   const uint64_t socket = warm.lease().socket_id();
   backend_->set_stall_response(true);
   v1::CallResponse response;
-  absl::Time start = absl::Now();
+  // The status says the deadline ended the call; how long that took is not asserted.
   grpc::Status status = Call("stalled", &response, absl::Milliseconds(300));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_TRUE(testutil::WaitUntil([&] { return !SocketListed(socket); }));
   EXPECT_TRUE(testutil::WaitUntil([&] { return SocketsClosed("dirty") >= 1; }));
 
@@ -259,9 +260,9 @@ TEST_P(BadFrameTest, BadResponseFrameFailsCallAndDestroysSocket) {
   }
   grpc::ClientContext context;
   v1::CallResponse response;
-  absl::Time start = absl::Now();
-  grpc::Status status = Call("bad", &response, absl::Seconds(10), &context);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // Refused, not waited out.
+  // Refused, not waited out: a call that waited would end DEADLINE_EXCEEDED, which the codes
+  // below exclude. The deadline only catches a hang.
+  grpc::Status status = Call("bad", &response, absl::Seconds(60), &context);
   if (oversize) {
     // A frame over max_frame_bytes is an answer too large to deliver, not a broken stream.
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
@@ -288,6 +289,45 @@ TEST_P(BadFrameTest, BadResponseFrameFailsCallAndDestroysSocket) {
 INSTANTIATE_TEST_SUITE_P(GarbageAndOversize, BadFrameTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "OversizeFrame" : "GarbageFrame";
+                         });
+
+// A backend that ends the connection in the middle of a response frame, with an orderly TLS
+// close (close_notify) or a TCP half-close (FIN, no close_notify, still reading): the Call
+// fails with a code and reason outcome_unknown (the request reached the backend), never half an
+// answer as OK; the socket is destroyed, and the next Call gets a fresh socket and the answer.
+class CutResponseTest : public FaultTest,
+                        public ::testing::WithParamInterface<testutil::CutResponse> {};
+
+TEST_P(CutResponseTest, BackendEndingConnectionMidFrameFailsCallAndNextCallGetsFreshSocket) {
+  StartBroker();
+  v1::CallResponse warm;
+  ASSERT_TRUE(Call("warm", &warm).ok());
+  const uint64_t socket = warm.lease().socket_id();
+  backend_->set_cut_response(GetParam());
+  grpc::ClientContext context;
+  v1::CallResponse response;
+  grpc::Status status = Call("cut", &response, absl::Seconds(60), &context);
+  EXPECT_THAT(status.error_code(), AnyOf(grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::ABORTED))
+      << status.error_message();
+  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_TRUE(response.response().empty());
+  EXPECT_TRUE(testutil::WaitUntil([&] { return !SocketListed(socket); }));
+
+  backend_->set_cut_response(testutil::CutResponse::kNone);
+  v1::CallResponse next;
+  ASSERT_TRUE(Call("next", &next).ok());
+  EXPECT_EQ(next.response(), Frame("re:next"));
+  EXPECT_NE(next.lease().socket_id(), socket);
+  EXPECT_FALSE(next.lease().reused());
+}
+
+INSTANTIATE_TEST_SUITE_P(CloseNotifyAndHalfClose, CutResponseTest,
+                         ::testing::Values(testutil::CutResponse::kCloseNotify,
+                                           testutil::CutResponse::kHalfClose),
+                         [](const ::testing::TestParamInfo<testutil::CutResponse>& info) {
+                           return info.param == testutil::CutResponse::kCloseNotify
+                                      ? "CloseNotify"
+                                      : "HalfClose";
                          });
 
 // A backend that silently closes idle sockets: the broker never hands such a socket out. Every
@@ -342,12 +382,12 @@ TEST_F(BackendFaultsTest, ExhaustedPoolRefusesNewLeasesWhileExistingOnesKeepWork
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext context;
     v1::CallResponse response;
-    absl::Time start = absl::Now();
+    // Refused at once rather than queued: a queued call would end DEADLINE_EXCEEDED (the
+    // waiter ahead holds its place for 20 s), not RESOURCE_EXHAUSTED.
     grpc::Status status = Call("over", &response, absl::Seconds(10), &context);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
         << status.error_message();
     EXPECT_EQ(Reason(context), "resource_exhausted");
-    EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // Half the 10 s deadline.
   }
   {
     grpc::ClientContext context;

@@ -223,20 +223,23 @@ TEST(ProcessSignalsTest, SighupUnderLoadReloadsWithoutFailingCalls) {
       }
     });
   }
+  // Calls get through before every reload and after the last one: each wait is asserted, and
+  // its bound only catches a broker that stopped serving (no throughput floor).
   constexpr int kReloads = 5;
   for (int r = 0; r < kReloads; ++r) {
     int ok_before = ok.load();
     ASSERT_TRUE(testutil::PollUntil([&] { return ok.load() >= ok_before + 50; },
-                                    absl::Seconds(20)));
+                                    absl::Seconds(60)));
     write_config(r % 2 == 0 ? "client2" : "client");
     ASSERT_TRUE((*broker)->Signal(SIGHUP).ok());
     ASSERT_TRUE(testutil::PollUntil(
         [&] { return CountOccurrences((*broker)->ReadLog(), "configuration reloaded") >= r + 1; },
-        absl::Seconds(20)))
+        absl::Seconds(60)))
         << (*broker)->ReadLog();
   }
   int ok_before = ok.load();
-  EXPECT_TRUE(testutil::PollUntil([&] { return ok.load() >= ok_before + 50; }, absl::Seconds(20)));
+  EXPECT_TRUE(testutil::PollUntil([&] { return ok.load() >= ok_before + 50; }, absl::Seconds(60)))
+      << "no calls got through after the last reload";
   stop = true;
   for (auto& th : callers) th.join();
   std::string final_log = (*broker)->ReadLog();
@@ -245,7 +248,6 @@ TEST(ProcessSignalsTest, SighupUnderLoadReloadsWithoutFailingCalls) {
   EXPECT_EQ(CountOccurrences(final_log, "reload rejected"), 0);
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
-  EXPECT_GT(ok.load(), (kReloads + 1) * 50);
   std::cerr << "calls during " << kReloads << " reloads: " << ok.load() << "\n";
   EXPECT_TRUE((*broker)->Running());
   ASSERT_TRUE((*broker)->Signal(SIGTERM).ok());

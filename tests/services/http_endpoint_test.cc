@@ -1,6 +1,13 @@
 #include "services/http_endpoint.h"
 
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <cstdio>
@@ -218,16 +225,44 @@ TEST_F(HttpEndpointTest, MalformedAddressIsInvalidArgument) {
   }
 }
 
-// An IPv6 listener either starts or, with a CivetWeb built without IPv6 (Debian's), fails up
-// front saying so instead of with an opaque CivetWeb error.
-TEST_F(HttpEndpointTest, Ipv6AddressStartsOrSaysIpv6IsUnsupported) {
+// True when the kernel has an IPv6 loopback: a socket binds to [::1].
+bool KernelHasIpv6Loopback() {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// An IPv6 listener: with a CivetWeb built without IPv6 (Debian's) it fails up front saying so,
+// instead of with an opaque CivetWeb error; with one built with IPv6 it listens on [::1] and
+// accepts a connection there. Which case applies is asked of CivetWeb itself, not inferred from
+// the endpoint's answer, so the test cannot pass whatever the endpoint does. Without an IPv6
+// loopback in the kernel the second case cannot be checked and the test says it skipped.
+TEST_F(HttpEndpointTest, Ipv6AddressListensOrIsRefusedByACivetWebWithoutIpv6) {
   auto endpoint = HttpEndpoint::Start("[::1]:0", FakeHandlers());
-  if (endpoint.ok()) {
-    EXPECT_GT((*endpoint)->port(), 0);
-  } else {
+  if (mg_check_feature(MG_FEATURES_IPV6) == 0) {
+    ASSERT_FALSE(endpoint.ok());
     EXPECT_EQ(endpoint.status().code(), absl::StatusCode::kInvalidArgument) << endpoint.status();
     EXPECT_TRUE(absl::StrContains(endpoint.status().message(), "IPv6")) << endpoint.status();
+    return;
   }
+  if (!KernelHasIpv6Loopback()) {
+    GTEST_SKIP() << "this kernel has no IPv6 loopback ([::1]); the IPv6 listener is unchecked";
+  }
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  ASSERT_GT((*endpoint)->port(), 0);
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  addr.sin6_port = htons(static_cast<uint16_t>((*endpoint)->port()));
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << strerror(errno);
+  close(fd);
 }
 
 // Binding an address already in use fails with a status naming the address and the cause.

@@ -168,24 +168,50 @@ TEST_F(LifecycleTest, ReloadWithGoodConfigChangesNewSocketsOnly) {
   EXPECT_THAT(subjects[1], HasSubstr("CN=app2"));
 }
 
-// A reload may add a backend; one whose files are unreadable is refused as a whole.
+// A reload may add backends, all or nothing: one that adds a good backend and one whose CA file
+// is not a certificate changes nothing (the good one is not added either, the running one
+// keeps serving); the good one alone is then added.
 TEST_F(LifecycleTest, ReloadAddsBackendsAllOrNothing) {
   StartInProcess();
-  std::string second = absl::StrCat(R"(  - name: second
-    address: 127.0.0.1:)", backend_->port(), R"(
+  auto extra_backend = [&](const std::string& name, const std::string& prefix,
+                           const std::string& tls_extra) {
+    return absl::StrCat("  - name: ", name, "\n    address: 127.0.0.1:", backend_->port(), R"(
     server_name: localhost
-    tls: {ca: )", testutil::PkiPath("ec", "root.crt"), R"(}
+    tls: {ca: )", testutil::PkiPath("ec", "root.crt"), tls_extra, R"(}
     framing: {delimiter: "\n"}
-    client_id: {prefix: SEC}
+    client_id: {prefix: )", prefix, R"(}
     allowed_callers: ["*"]
 )");
-  WriteFile(config_path_, ConfigYaml(backend_->port(), "client", second));
-  v1::ReloadResponse response;
-  ASSERT_TRUE(Reload(&response).ok());
-  v1::ListBackendsResponse backends;
-  grpc::ClientContext context;
-  ASSERT_TRUE(admin_->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());
-  EXPECT_EQ(backends.backends_size(), 2);
+  };
+  auto backend_names = [&] {
+    v1::ListBackendsResponse backends;
+    grpc::ClientContext context;
+    EXPECT_TRUE(admin_->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());
+    std::vector<std::string> names;
+    for (const auto& b : backends.backends()) names.push_back(b.name());
+    return names;
+  };
+  const std::string good = extra_backend("second", "SEC", "");
+  // A cipher string OpenSSL matches to nothing: the config check passes (it does not build TLS
+  // contexts), building the backend fails, after "second" was already built.
+  const std::string bad = extra_backend("third", "THI", ", cipher_list: NO-SUCH-CIPHER");
+
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client", good + bad));
+  v1::ReloadResponse refused;
+  grpc::Status status = Reload(&refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_FALSE(refused.applied());
+  EXPECT_THAT(status.error_message(), HasSubstr("backend third"));
+  EXPECT_THAT(backend_names(), ::testing::ElementsAre("framed"));
+  v1::CallResponse still;
+  ASSERT_TRUE(Call("still", &still).ok());
+  EXPECT_EQ(still.response(), Frame("re:still"));
+
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client", good));
+  v1::ReloadResponse added;
+  ASSERT_TRUE(Reload(&added).ok());
+  EXPECT_TRUE(added.applied());
+  EXPECT_THAT(backend_names(), ::testing::UnorderedElementsAre("framed", "second"));
 }
 
 // SIGTERM under load: every Call either completes with the right answer or fails UNAVAILABLE
@@ -229,18 +255,18 @@ TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
       }
     });
   }
-  ASSERT_TRUE(testutil::PollUntil([&] { return ok.load() > 100; }, absl::Seconds(20)));
-  absl::Time signalled = absl::Now();
+  ASSERT_TRUE(testutil::PollUntil([&] { return ok.load() > 100; }, absl::Seconds(60)));
   ASSERT_TRUE((*broker)->Signal(SIGTERM).ok());
-  auto exit_code = (*broker)->Wait(absl::Seconds(15));
-  absl::Duration took = absl::Now() - signalled;
-  // Keep calling for a moment after exit: those calls must fail UNAVAILABLE, not hang.
-  absl::SleepFor(absl::Milliseconds(200));
-  stop = true;
+  // Only a hang bound; the drain's own log line says whether it finished or ran out its grace.
+  auto exit_code = (*broker)->Wait(absl::Seconds(60));
+  // Every caller still calling after the exit stops on its own at its first UNAVAILABLE: a
+  // call to a gone broker fails, it does not hang (each call's deadline bounds the wait).
   for (auto& th : callers) th.join();
+  stop = true;
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0) << (*broker)->ReadLog();
-  EXPECT_LT(took, absl::Seconds(10));
+  // The running calls finished within the grace period: none was left to cut off.
+  EXPECT_THAT((*broker)->ReadLog(), HasSubstr("active_rpcs=0"));
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(other.load(), 0);
   EXPECT_GT(unavailable.load(), 0);

@@ -19,6 +19,8 @@ import argparse
 import base64
 import http.server
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,7 +99,13 @@ def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     sys.stdout.write("LISTENING 127.0.0.1:%d\n" % server.server_address[1])
     sys.stdout.flush()
-    server.serve_forever()
+    # Tests stop the responder with SIGTERM: exit through the finally below, so the work
+    # directory does not outlive the test.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

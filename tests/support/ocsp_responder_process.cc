@@ -30,8 +30,11 @@ std::string HelperPath() {
 
 absl::StatusOr<std::unique_ptr<OcspResponderProcess>> OcspResponderProcess::Start(
     const std::string& index) {
+  // Debian's interpreter by path, as the other Python tests: a python3 found first on PATH
+  // may be a launcher that does not pass SIGTERM on, leaving the responder (and its work
+  // directory) behind when the test stops it.
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {"python3", HelperPath(), "--index", index, "--ca", PkiPath("ec", "int.crt"), "--rsigner",
+      {"/usr/bin/python3", HelperPath(), "--index", index, "--ca", PkiPath("ec", "int.crt"), "--rsigner",
        PkiPath("ec", "ocsp.crt"), "--rkey", PkiPath("ec", "ocsp.key"), "--rother",
        PkiPath("ec", "int.crt")});
   if (!process.ok()) return process.status();

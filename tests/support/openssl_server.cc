@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tests/support/test_pki.h"
@@ -18,7 +19,11 @@ OpensslServer::Options OpensslServer::PkiOptions(absl::string_view alg) {
 }
 
 absl::StatusOr<std::unique_ptr<OpensslServer>> OpensslServer::Start(Options options) {
-  std::vector<std::string> argv = {"openssl", "s_server",   "-accept", "127.0.0.1:0",
+  // s_server writes (and takes) an IPv6 address in brackets.
+  const std::string host = absl::StrContains(options.host, ':')
+                               ? absl::StrCat("[", options.host, "]")
+                               : options.host;
+  std::vector<std::string> argv = {"openssl", "s_server",   "-accept", absl::StrCat(host, ":0"),
                                    "-cert",   options.cert, "-key",    options.key};
   if (!options.cert_chain.empty()) {
     argv.insert(argv.end(), {"-cert_chain", options.cert_chain});
@@ -41,8 +46,9 @@ absl::StatusOr<std::unique_ptr<OpensslServer>> OpensslServer::Start(Options opti
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
       Subprocess::Start(std::move(argv), options.log_path);
   if (!process.ok()) return process.status();
-  // s_server prints "ACCEPT 127.0.0.1:PORT" once it is listening.
-  absl::Status listening = (*process)->WaitForLog("ACCEPT 127.0.0.1:", options.start_timeout);
+  // s_server prints "ACCEPT 127.0.0.1:PORT" (or "ACCEPT [::1]:PORT") once it is listening.
+  const std::string accept = absl::StrCat("ACCEPT ", host, ":");
+  absl::Status listening = (*process)->WaitForLog(accept, options.start_timeout);
   if (!listening.ok()) return listening;
   // The line is complete once its newline is there; poll briefly for it.
   std::string log;
@@ -51,19 +57,20 @@ absl::StatusOr<std::unique_ptr<OpensslServer>> OpensslServer::Start(Options opti
   PollUntil(
       [&] {
         log = (*process)->ReadLog();
-        pos = log.find("ACCEPT 127.0.0.1:");
+        pos = log.find(accept);
         end = pos == std::string::npos ? pos : log.find('\n', pos);
         return end != std::string::npos;
       },
       options.start_timeout);
   int port = 0;
-  if (end == std::string::npos || !absl::SimpleAtoi(log.substr(pos + 17, end - pos - 17), &port) ||
+  const size_t digits = pos + accept.size();
+  if (end == std::string::npos || !absl::SimpleAtoi(log.substr(digits, end - digits), &port) ||
       port <= 0) {
     return absl::InternalError(absl::StrCat("cannot read s_server's port; log:\n", log));
   }
-  return std::unique_ptr<OpensslServer>(new OpensslServer(std::move(*process), port));
+  return std::unique_ptr<OpensslServer>(new OpensslServer(std::move(*process), host, port));
 }
 
-std::string OpensslServer::address() const { return absl::StrCat("127.0.0.1:", port_); }
+std::string OpensslServer::address() const { return absl::StrCat(host_, ":", port_); }
 
 }  // namespace tlsbroker::testutil

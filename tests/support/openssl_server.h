@@ -40,6 +40,7 @@ class OpensslServer final {
     // {"-status_file", "resp.der"}.
     std::vector<std::string> extra_args;
     std::string log_path;  // stdout+stderr of s_server; empty = a fresh temp file
+    std::string host = "127.0.0.1";  // the loopback address to listen on: "127.0.0.1" or "::1"
     absl::Duration start_timeout = absl::Seconds(10);
   };
 
@@ -54,7 +55,7 @@ class OpensslServer final {
   ~OpensslServer() = default;  // ~Subprocess stops s_server
 
   int port() const { return port_; }
-  std::string address() const;  // "127.0.0.1:PORT"
+  std::string address() const;  // "127.0.0.1:PORT" or "[::1]:PORT"
   pid_t pid() const { return process_->pid(); }
   bool Running() { return process_->Running(); }
   std::string Log() const { return process_->ReadLog(); }
@@ -64,10 +65,11 @@ class OpensslServer final {
   void Stop() { process_->Stop(); }
 
  private:
-  OpensslServer(std::unique_ptr<Subprocess> process, int port)
-      : process_(std::move(process)), port_(port) {}
+  OpensslServer(std::unique_ptr<Subprocess> process, std::string host, int port)
+      : process_(std::move(process)), host_(std::move(host)), port_(port) {}
 
   std::unique_ptr<Subprocess> process_;
+  std::string host_;  // as s_server prints it: "127.0.0.1" or "[::1]"
   int port_;
 };
 

@@ -17,8 +17,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -68,11 +70,37 @@ struct ExecArgs {
 
 }  // namespace
 
+namespace {
+
+// The directories MakeTempDir made in this process, removed when it exits (every ctest entry is
+// its own process, so each test cleans up after itself, pass or fail). TLSB_KEEP_TEMP=1 keeps
+// them for a post-mortem.
+std::mutex temp_dirs_mu;
+std::vector<std::string>& TempDirs() {
+  static auto* dirs = new std::vector<std::string>();  // never destroyed: used at exit
+  return *dirs;
+}
+
+void RemoveTempDirs() {
+  const char* keep = getenv("TLSB_KEEP_TEMP");
+  if (keep != nullptr && *keep != '\0' && *keep != '0') return;
+  std::lock_guard<std::mutex> lock(temp_dirs_mu);
+  for (const std::string& dir : TempDirs()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+}
+
+}  // namespace
+
 std::string MakeTempDir(absl::string_view prefix) {
   const char* tmp = getenv("TMPDIR");
   std::string templ =
       absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/", prefix, ".XXXXXX");
   if (mkdtemp(templ.data()) == nullptr) return "";
+  std::lock_guard<std::mutex> lock(temp_dirs_mu);
+  if (TempDirs().empty()) std::atexit(RemoveTempDirs);
+  TempDirs().push_back(templ);
   return templ;
 }
 
@@ -265,23 +293,6 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
   }
   result.exit_code = DecodeWaitStatus(status);
   return result;
-}
-
-int PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 absl::Status WaitForPort(int port, absl::Duration timeout) {

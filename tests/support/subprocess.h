@@ -84,10 +84,6 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          absl::string_view stdin_data = "",
                                          absl::Duration timeout = absl::Seconds(30));
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close). Another
-// process can take it before you bind it: prefer letting servers pick port 0 themselves.
-int PickFreePort();
-
 // Polls until a TCP connect to 127.0.0.1:port succeeds, or `timeout` passes. Beware: the probe
 // connection is accepted and closed by the server, which single-connection servers (s_server)
 // see as a failed client; use a log line ("ACCEPT") for those.
@@ -97,7 +93,8 @@ absl::Status WaitForPort(int port, absl::Duration timeout);
 // the last result. For conditions that have no notification to wait on.
 bool PollUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
-// A fresh empty directory under $TMPDIR (or /tmp), e.g. for logs of one test.
+// A fresh empty directory under $TMPDIR (or /tmp), e.g. for logs of one test. Removed with
+// its contents when the process exits (unless TLSB_KEEP_TEMP=1).
 std::string MakeTempDir(absl::string_view prefix = "tlsb-test");
 
 // Reads a whole file; empty string if it cannot be read.

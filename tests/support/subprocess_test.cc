@@ -1,5 +1,6 @@
 // Child-process helpers, the s_server wrapper and the tlsb-test-backend executable.
 
+#include "tests/support/refusing_port.h"
 #include "tests/support/subprocess.h"
 
 #include <signal.h>
@@ -82,11 +83,12 @@ TEST(SubprocessTest, WaitReportsExitCodeAndWaitForLogNoticesExit) {
   EXPECT_EQ((*p)->Wait(absl::Seconds(10)).value_or(-1), 7);
 }
 
-// PickFreePort gives a bindable loopback port; WaitForPort times out when nobody listens.
-TEST(SubprocessTest, PickFreePortAndWaitForPort) {
-  int port = PickFreePort();
-  ASSERT_GT(port, 0);
-  EXPECT_EQ(WaitForPort(port, absl::Milliseconds(50)).code(), absl::StatusCode::kDeadlineExceeded);
+// RefusingPort holds a loopback port nobody listens on; WaitForPort times out on it.
+TEST(SubprocessTest, WaitForPortTimesOutOnARefusingPort) {
+  RefusingPort closed;
+  ASSERT_GT(closed.port(), 0);
+  EXPECT_EQ(WaitForPort(closed.port(), absl::Milliseconds(50)).code(),
+            absl::StatusCode::kDeadlineExceeded);
 }
 
 // s_server starts on a port it picks, and an mTLS s_client line comes back reversed.

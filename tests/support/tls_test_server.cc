@@ -231,7 +231,11 @@ void TlsTestServer::MessageCallback(int write_p, int /*version*/, int content_ty
   self->Changed();
 }
 
-TlsTestServer::~TlsTestServer() { Stop(); }
+TlsTestServer::~TlsTestServer() {
+  Stop();
+  MutexLock lifecycle(&lifecycle_mu_);
+  if (reserve_fd_ >= 0) close(reserve_fd_);
+}
 
 int TlsTestServer::StatusCallback(SSL* ssl, void* arg) {
   auto* self = static_cast<TlsTestServer*>(arg);
@@ -256,8 +260,10 @@ absl::Status TlsTestServer::Listen() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
   int one = 1;
-  // Lets Start() after Stop() take the same port while old connections sit in TIME_WAIT.
+  // SO_REUSEADDR lets Start() after Stop() take the same port while old connections sit in
+  // TIME_WAIT; SO_REUSEPORT lets it bind beside the reservation Stop() left (see Reserve()).
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -276,6 +282,11 @@ absl::Status TlsTestServer::Listen() {
     return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
   }
   port_ = ntohs(addr.sin_port);
+  // Listening again: the port is held by the listener itself from here on.
+  if (reserve_fd_ >= 0) {
+    close(reserve_fd_);
+    reserve_fd_ = -1;
+  }
   listen_fd_ = fd;
   wake_fd_ = wake;
   stopping_ = false;
@@ -291,6 +302,7 @@ void TlsTestServer::Stop() {
   ssize_t ignored = write(wake_fd_, &one, sizeof(one));
   (void)ignored;
   if (accept_thread_.joinable()) accept_thread_.join();
+  Reserve();
   close(listen_fd_);
   close(wake_fd_);
   listen_fd_ = -1;
@@ -306,6 +318,28 @@ void TlsTestServer::Stop() {
   }
   Changed();  // wakes response delays
   for (const auto& connection : connections) connection->thread.join();
+}
+
+// A stopped backend must keep its port: under ctest -j another test's listener could take a
+// port that is free for a moment, and the broker would then talk to the wrong server after the
+// "restart". A bound socket that does not listen holds the port (the kernel picks it for no
+// bind(port 0) and no outgoing connection) and refuses connections, as a stopped server does.
+void TlsTestServer::Reserve() {
+  if (reserve_fd_ >= 0) return;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return;
+  }
+  reserve_fd_ = fd;
 }
 
 void TlsTestServer::CloseAllConnections() {
@@ -507,6 +541,16 @@ bool TlsTestServer::Respond(SSL* ssl, absl::string_view payload) {
         break;
       }
     }
+  }
+  if (const CutResponse cut = cut_response_; cut != CutResponse::kNone) {
+    // Half a frame reaches the client, then the connection ends mid-frame.
+    if (!WriteAll(ssl, absl::string_view(response).substr(0, response.size() / 2))) return false;
+    if (cut == CutResponse::kCloseNotify) {
+      SSL_shutdown(ssl);
+      return false;  // Serve() returns: the socket closes
+    }
+    shutdown(SSL_get_fd(ssl), SHUT_WR);
+    return true;  // keeps reading until the client closes
   }
   if (send_extra_byte_) response += "!";
   // Both copies in one write, so the client finds the second one already there.

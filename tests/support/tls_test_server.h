@@ -36,6 +36,14 @@ enum class TlsTestServerMode {
                  // trailing '\r' stays at the end); a line starting with "CLOSE" hangs up
 };
 
+// How a backend may end a connection in the middle of a response (set_cut_response).
+enum class CutResponse {
+  kNone,
+  kCloseNotify,  // the first half of the response, then an orderly TLS close (close_notify)
+  kHalfClose,    // the first half, then shutdown(SHUT_WR): a TCP FIN without close_notify,
+                 // while the backend keeps reading
+};
+
 struct TlsTestServerOptions {
   std::string cert_file;            // PEM; may be a full chain (leaf first)
   std::string key_file;             // PEM
@@ -113,7 +121,8 @@ class TlsTestServer final {
   // Closes the listener and every connection (abruptly, no close_notify) and joins all
   // threads. Idempotent. Counters are kept.
   void Stop();
-  // Listens again on the same port (SO_REUSEADDR). No-op if running.
+  // Listens again on the same port, which Stop() kept bound (without listening, so connects
+  // are refused meanwhile) so that no other test can take it. No-op if running.
   absl::Status Start();
   bool running() const { return !stopping_; }
 
@@ -145,6 +154,8 @@ class TlsTestServer final {
   void set_extra_response(bool on) { extra_response_ = on; }
   // After each response, one unsolicited byte ('!') follows.
   void set_send_extra_bytes_after_response(bool on) { send_extra_byte_ = on; }
+  // Ends the connection in the middle of each response frame (see CutResponse).
+  void set_cut_response(CutResponse cut) { cut_response_ = cut; }
 
   // Counters.
   TlsTestServerStats stats() const;
@@ -177,6 +188,7 @@ class TlsTestServer final {
 
   static absl::StatusOr<SslCtxOwner> BuildContext(const TlsTestServerOptions& options);
   absl::Status Listen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
+  void Reserve() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lifecycle_mu_);
   static int StatusCallback(SSL* ssl, void* arg);
   void AcceptLoop(int listen_fd, int wake_fd);
   void ServeConnection(Connection* connection);
@@ -204,6 +216,7 @@ class TlsTestServer final {
   std::atomic<bool> oversize_response_{false};
   std::atomic<int64_t> response_delay_ms_{0};
   std::atomic<bool> send_extra_byte_{false};
+  std::atomic<CutResponse> cut_response_{CutResponse::kNone};
   std::atomic<size_t> response_record_size_{0};
   std::atomic<bool> extra_response_{false};
   std::atomic<int64_t> key_updates_received_{0};
@@ -225,6 +238,8 @@ class TlsTestServer final {
   Mutex lifecycle_mu_;
   int listen_fd_ ABSL_GUARDED_BY(lifecycle_mu_) = -1;
   int wake_fd_ ABSL_GUARDED_BY(lifecycle_mu_) = -1;  // eventfd that wakes the accept loop
+  // While stopped: a bound, non-listening socket that holds port_ (Reserve()).
+  int reserve_fd_ ABSL_GUARDED_BY(lifecycle_mu_) = -1;
   std::thread accept_thread_ ABSL_GUARDED_BY(lifecycle_mu_);
 
   mutable Mutex mu_;

@@ -38,8 +38,11 @@ class RecordingObserver final : public BackendObserver {
   void OnPeerCertNotAfter(absl::Time) override {}
   void OnClientCertNotAfter(absl::Time) override {}
   void OnEnullSockets(int) override {}
+  // Every pool sweep reports the CRL state: "crl_report" counts sweeps, for tests that must
+  // wait until a sweep has run rather than sleep.
   void OnCrlNextUpdate(absl::Time, bool stale) override {
     stale_.store(stale ? 1 : 0);
+    Count("crl_report");
   }
   void OnCrlReloadFailure() override { Count("crl_reload_failure"); }
   void OnCredentialReloadFailure(absl::string_view file) override {

@@ -160,12 +160,16 @@ TEST_F(RevocationTest, ReloadAppliesANewCrlToPooledSockets) {
   b.tls.crl_files = {crl};
   b.tls.watch_interval = absl::ZeroDuration();
   b.pool.min_idle = 1;
+  // Sweeps every 100 ms (idle_timeout / 4): the sweep is where a watched file would be re-read.
+  b.pool.idle_timeout = absl::Milliseconds(400);
   MakePool(b);
   ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 1; }, kPatience));
   {
     std::ofstream(crl) << Crl({PkiPath("ec", "revoked-server.crt")});
   }
-  absl::SleepFor(absl::Milliseconds(300));  // Watching is off: nothing may happen by itself.
+  // Watching is off: two whole sweeps after the write change nothing by themselves.
+  const int sweeps = observer_->Get("crl_report");
+  ASSERT_TRUE(WaitUntil([&] { return observer_->Get("crl_report") >= sweeps + 2; }, kPatience));
   EXPECT_EQ(observer_->Get("closed:revoked"), 0);
 
   auto context = pool_->PrepareReconfigure(b);
@@ -540,18 +544,26 @@ TEST_F(RevocationTest, BrokenRotationFilesKeepTheOldCredentials) {
   EXPECT_NE(new_socket_subject().find("CN=app2"), std::string::npos);
 }
 
+// The expiry tests give the backend certificate ten minutes of life and retire sockets at
+// notAfter - expiry_margin, a few seconds from now: the checks below have minutes of slack, and
+// the only timing left is that the sockets are made within kRetireAfter of the certificate
+// (a socket made inside the margin would get half its remaining life instead).
+constexpr absl::Duration kLifetime = absl::Minutes(10);
+constexpr absl::Duration kRetireAfter = absl::Seconds(4);
+
 // A backend certificate that expires while its socket is pooled: the idle socket is retired
 // (reason expired) before the certificate's notAfter.
 TEST_F(RevocationTest, BackendCertificateExpiringWhilePooledIsRetiredBeforeNotAfter) {
   // notAfter has one-second resolution: whole seconds from now.
-  const absl::Time not_after = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) + 8);
+  const absl::Time not_after =
+      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now() + kLifetime));
   const std::string cert = Dir("short-lived.crt");
   ASSERT_TRUE(testutil::WriteReissuedCertificate("ec", PkiPath("ec", "server.crt"), not_after,
                                                  cert)
                   .ok());
   StartServer(cert, PkiPath("ec", "server.key"));
   BackendOptions b = Backend();
-  b.tls.expiry_margin = absl::Seconds(4);
+  b.tls.expiry_margin = kLifetime - kRetireAfter;
   b.pool.max_sockets = 1;
   MakePool(b);
   {
@@ -561,31 +573,41 @@ TEST_F(RevocationTest, BackendCertificateExpiringWhilePooledIsRetiredBeforeNotAf
   }
   ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 1; }, kPatience));
   ASSERT_TRUE(WaitUntil([&] { return observer_->Get("closed:expired") >= 1; },
-                        not_after - absl::Now() + absl::Seconds(5)));
-  EXPECT_LT(absl::Now(), not_after) << "the socket was retired only after notAfter";
+                        kRetireAfter + absl::Seconds(60)));
+  EXPECT_EQ(pool_->Stats().idle, 0);
+  // Minutes of slack: only a retirement at notAfter itself (no margin applied) fails this.
+  EXPECT_LT(absl::Now(), not_after - absl::Minutes(5)) << "the socket was retired at notAfter";
 }
 
 // A leased socket whose backend certificate reaches the expiry margin finishes its lease and
-// is then closed rather than pooled.
+// is then closed rather than pooled. An idle twin with the same retire time shows when the
+// margin has been reached: the sweep that retires it also marks the leased one.
 TEST_F(RevocationTest, LeasedSocketNearExpiryClosesAtLeaseEnd) {
-  const absl::Time not_after = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) + 6);
+  const absl::Time not_after =
+      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now() + kLifetime));
   const std::string cert = Dir("short-lived.crt");
   ASSERT_TRUE(testutil::WriteReissuedCertificate("ec", PkiPath("ec", "server.crt"), not_after,
                                                  cert)
                   .ok());
   StartServer(cert, PkiPath("ec", "server.key"));
   BackendOptions b = Backend();
-  b.tls.expiry_margin = absl::Seconds(4);
+  b.tls.expiry_margin = kLifetime - kRetireAfter;
+  b.pool.max_sockets = 2;
   MakePool(b);
   auto lease = AcquireSync(*pool_);
   ASSERT_TRUE(lease.ok()) << lease.status();
-  absl::SleepFor(std::max(not_after - absl::Seconds(4) - absl::Now(), absl::ZeroDuration()) +
-                 absl::Milliseconds(200));
+  {
+    auto twin = AcquireSync(*pool_);
+    ASSERT_TRUE(twin.ok()) << twin.status();
+    EXPECT_NE(twin->info().socket_id, lease->info().socket_id);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return observer_->Get("closed:expired") == 1; },
+                        kRetireAfter + absl::Seconds(60)));
   auto reply = RoundTrip(*lease, "still-leased");
   ASSERT_TRUE(reply.ok()) << reply.status();
-  EXPECT_EQ(observer_->Get("closed:expired"), 0);
+  EXPECT_EQ(observer_->Get("closed:expired"), 1);
   *lease = Lease();
-  EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:expired") == 1; }, kPatience));
+  EXPECT_TRUE(WaitUntil([&] { return observer_->Get("closed:expired") == 2; }, kPatience));
 }
 
 }  // namespace

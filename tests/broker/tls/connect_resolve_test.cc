@@ -4,6 +4,10 @@
 // for one name until the test releases it and hands every other name to the real getaddrinfo.
 // The backend is the project's TlsTestServer on 127.0.0.1.
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <condition_variable>
 #include <functional>
 #include <future>
@@ -16,6 +20,7 @@
 #include <asio/post.hpp>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "broker/config/options.h"
@@ -25,6 +30,7 @@
 #include "broker/tls/tls_client_context.h"
 #include "broker/tls/tls_socket.h"
 #include "gtest/gtest.h"
+#include "tests/support/openssl_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
 #include "tests/support/tls_test_server.h"
@@ -37,12 +43,16 @@ using testutil::TlsTestServer;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
 constexpr char kHangingName[] = "hangs.invalid";
+// A name with no address, answered at once by the hook (as getaddrinfo's EAI_NONAME would be)
+// so that no test asks the network.
+constexpr char kUnknownName[] = "unknown.invalid";
 
 // The lookup of kHangingName blocks until Release(); other names resolve for real. Shared
 // with the resolver thread, which may still be inside Lookup() when the test ends.
 class HangingLookup {
  public:
   absl::StatusOr<ResolvedEndpoints> Lookup(const std::string& host, uint16_t port) {
+    if (host == kUnknownName) return absl::NotFoundError("Name or service not known");
     if (host != kHangingName) return ResolveWithGetaddrinfo(host, port);
     std::unique_lock<std::mutex> lock(mu_);
     entered_ = true;
@@ -221,6 +231,63 @@ TEST_F(ConnectResolveTest, SocketsToTheSameHangingNameShareOneLookup) {
     absl::Status status = Await(connected);
     EXPECT_EQ(ReasonOf(status), "resolve_failed") << status;
   }
+}
+
+// A backend name that does not resolve fails the connect with resolve_failed (UNAVAILABLE, so
+// the pool may retry), and no resolver thread is left behind.
+TEST_F(ConnectResolveTest, UnresolvableNameFailsWithResolveFailed) {
+  auto socket = NewSocket();
+  ASSERT_NE(socket, nullptr);
+  std::future<absl::Status> connected = StartConnect(socket, kUnknownName, 443, kWait);
+  absl::Status status = Await(connected);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(ReasonOf(status), "resolve_failed") << status;
+}
+
+// A backend named `localhost` (resolved from /etc/hosts, maybe to ::1 before 127.0.0.1)
+// reaches the backend listening on 127.0.0.1 and completes the handshake there.
+TEST_F(ConnectResolveTest, LocalhostNameReachesTheIpv4Backend) {
+  auto server = TlsTestServer::Create(TlsTestServer::PkiOptions("ec"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto socket = NewSocket();
+  ASSERT_NE(socket, nullptr);
+  std::future<absl::Status> connected =
+      StartConnect(socket, "localhost", (*server)->port(), kWait);
+  absl::Status status = Await(connected);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE((*server)->WaitFor(
+      [](const auto& s) { return s.full_handshakes + s.resumed_handshakes == 1; }, kWait));
+}
+
+// True when the kernel has an IPv6 loopback: a socket binds to [::1].
+bool KernelHasIpv6Loopback() {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// A backend on the IPv6 loopback ([::1], here openssl s_server) is reached by its address
+// literal and the mTLS handshake completes over IPv6. Without an IPv6 loopback in the kernel
+// the test says it skipped.
+TEST_F(ConnectResolveTest, Ipv6LoopbackBackendCompletesTheHandshake) {
+  if (!KernelHasIpv6Loopback()) {
+    GTEST_SKIP() << "this kernel has no IPv6 loopback ([::1])";
+  }
+  testutil::OpensslServer::Options options = testutil::OpensslServer::PkiOptions("ec");
+  options.host = "::1";
+  auto server = testutil::OpensslServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->address(), absl::StrCat("[::1]:", (*server)->port()));
+  auto socket = NewSocket();
+  ASSERT_NE(socket, nullptr);
+  std::future<absl::Status> connected = StartConnect(socket, "::1", (*server)->port(), kWait);
+  absl::Status status = Await(connected);
+  EXPECT_TRUE(status.ok()) << status << "\n" << (*server)->Log();
 }
 
 }  // namespace

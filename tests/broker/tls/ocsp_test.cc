@@ -31,6 +31,7 @@
 #include "broker/tls/tls_socket.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/refusing_port.h"
 #include "tests/support/ocsp_responder_process.h"
 #include "tests/support/openssl_server.h"
 #include "tests/support/silent_tcp_server.h"
@@ -260,8 +261,8 @@ TEST_F(OcspTest, ResponderAnsweringUnknownIsAcceptedWithOnUnknownAllow) {
 TEST_F(OcspTest, ResponderDownFailsWithOcspUnreachableByDefault) {
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
-  // A port that was free a moment ago: nothing listens there.
-  const std::string url = absl::StrCat("http://127.0.0.1:", testutil::PickFreePort(), "/");
+  testutil::RefusingPort responder;  // down for the whole test
+  const std::string url = absl::StrCat("http://127.0.0.1:", responder.port(), "/");
   absl::Status status = ConnectNew(MakeContext(QueryOptions(url)), server->port());
   EXPECT_EQ(ReasonOf(status), "ocsp_unreachable") << status;
 }
@@ -269,8 +270,9 @@ TEST_F(OcspTest, ResponderDownFailsWithOcspUnreachableByDefault) {
 TEST_F(OcspTest, ResponderDownIsAcceptedWithOnUnreachableAllow) {
   auto server = StartServer("server");
   ASSERT_NE(server, nullptr);
+  testutil::RefusingPort responder;  // down for the whole test
   TlsOptions options =
-      QueryOptions(absl::StrCat("http://127.0.0.1:", testutil::PickFreePort(), "/"));
+      QueryOptions(absl::StrCat("http://127.0.0.1:", responder.port(), "/"));
   options.ocsp.on_unreachable = FailPolicy::kAllow;
   std::shared_ptr<TlsSocket> socket;
   absl::Status status = ConnectNew(MakeContext(options), server->port(), &socket);

@@ -40,6 +40,7 @@
 #include "broker/tls/tls_socket.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/refusing_port.h"
 #include "tests/support/openssl_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_pki.h"
@@ -688,22 +689,20 @@ TEST_F(TlsClientTest, StalledHandshakeFailsWithHandshakeTimeout) {
   ASSERT_NE(server, nullptr);
   server->set_stall_handshake(true);
   auto socket = NewSocket(MakeContext(ClientOptions()));
-  absl::Time start = absl::Now();
+  // The reason names the timer that ended the handshake; no clock is read (a hang is caught by
+  // the test's ctest timeout).
   absl::Status status = Connect(socket, server->port(), absl::Milliseconds(500));
-  absl::Duration elapsed = absl::Now() - start;
   EXPECT_EQ(ReasonOf(status), "handshake_timeout") << status;
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
-  // Not a performance bound: the timer must have been the cause, not an early error or a hang.
-  EXPECT_GE(elapsed, absl::Milliseconds(450));
-  EXPECT_LT(elapsed, absl::Seconds(5));
   EXPECT_EQ(server->total_handshakes(), 0);
 }
 
-// Nothing listening: connect_refused.
+// Nothing listening (a port held bound without listening for the whole test):
+// connect_refused.
 TEST_F(TlsClientTest, ClosedPortFailsWithConnectRefused) {
-  int port = testutil::PickFreePort();
-  ASSERT_GT(port, 0);
-  EXPECT_EQ(ConnectFailureReason(ClientOptions(), port), "connect_refused");
+  testutil::RefusingPort closed;
+  ASSERT_GT(closed.port(), 0);
+  EXPECT_EQ(ConnectFailureReason(ClientOptions(), closed.port()), "connect_refused");
 }
 
 // TLS 1.3: a backend that requires a client certificate we do not present lets the handshake
