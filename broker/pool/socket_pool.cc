@@ -6,6 +6,7 @@
 
 #include <asio/post.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
 #include "broker/pool/client_id.h"
@@ -420,19 +421,24 @@ void SocketPool::ScheduleRetryLocked() {
 
 void SocketPool::ReportStatesLocked() {
   ReconcileBudgetLocked();
-  int connecting = 0, idle = 0, leased = 0, retiring = 0;
+  int connecting = 0, idle = 0, leased = 0, retiring = 0, enull = 0;
   for (const Slot& s : slots_) {
     connecting += s.state == SlotState::kConnecting;
     idle += s.state == SlotState::kIdle;
     leased += s.state == SlotState::kLeased;
     // Leased but retired (revoked, expiring, drained): closes when its lease ends.
     retiring += s.state == SlotState::kLeased && s.socket && !s.socket->retire_reason.empty();
+    // Open sockets whose cipher encrypts nothing (OpenSSL names them ...NULL...): an operator
+    // must be able to see that integrity-only traffic is flowing (an alert watches this).
+    enull += (s.state == SlotState::kIdle || s.state == SlotState::kLeased) && s.socket &&
+             absl::StrContains(s.socket->info.cipher, "NULL");
   }
   counters_.connecting = connecting;
   counters_.idle = idle;
   counters_.leased = leased;
   counters_.waiters = static_cast<int>(waiters_.size());
   observer_->OnSocketStates(connecting, idle, leased - retiring, retiring);
+  observer_->OnEnullSockets(enull);
   observer_->OnWaiters(static_cast<int>(waiters_.size()));
 }
 

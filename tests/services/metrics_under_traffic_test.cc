@@ -349,9 +349,7 @@ TEST_F(MetricsUnderTrafficTest, EveryFamilyShowsTheValuesRealTrafficProduced) {
 }
 
 // tlsbroker_enull_sockets counts the open sockets that use a NULL cipher: one while a Lease
-// holds the only ENULL socket. The pool does not report this gauge today (nothing calls
-// BackendObserver::OnEnullSockets), so the test says so as a skip, with the reason, rather than
-// passing; it fails if the gauge shows a wrong count, and passes once the pool reports it.
+// holds the only ENULL socket.
 TEST_F(MetricsUnderTrafficTest, EnullSocketsGaugeCountsTheOpenEnullSocket) {
   StartBroker();
   grpc::ClientContext context;
@@ -370,10 +368,6 @@ TEST_F(MetricsUnderTrafficTest, EnullSocketsGaugeCountsTheOpenEnullSocket) {
       << page;
   const double gauge = Value("tlsbroker_enull_sockets", {enull_backend}, page);
   ASSERT_TRUE(Finish(enull.get()).ok());
-  if (gauge == 0) {
-    GTEST_SKIP() << "known gap: tlsbroker_enull_sockets stays 0 with an ENULL socket open (the "
-                    "pool never calls OnEnullSockets)";
-  }
   EXPECT_EQ(gauge, 1) << page;
 }
 
