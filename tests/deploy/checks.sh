@@ -15,6 +15,7 @@
 #   checks.sh plain-manifests CHART DIR             DIR/tlsbroker.yaml == chart rendering of
 #                                                   DIR/values.yaml; rules/dashboard copies equal
 #   checks.sh rules RULES TESTS                     promtool check rules + promtool test rules
+#   checks.sh runbooks RULES DOC                    every alert's runbook_url is a section of DOC
 #   checks.sh dockerfile DOCKERFILE                 dockerfile-utils, dockerfilelint, own rules
 #
 # Environment: TLSB_DEPLOY_TOOLS = the directory scripts/k8s-tools.sh filled (bin/helm,
@@ -146,6 +147,10 @@ PY
     rules=$1 tests=$2
     promtool check rules "$rules"
     promtool test rules "$tests"
+    ;;
+
+  runbooks)
+    /usr/bin/python3 "$here/check_runbooks.py" "$1" "$2"
     ;;
 
   dockerfile)
