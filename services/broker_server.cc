@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
 #include "broker/config/load_options.h"
+#include "services/grpc_connection_args.h"
 
 namespace tlsbroker {
 namespace {
@@ -91,6 +92,7 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyGrpcConnectionArgs(options.listen, &builder);
   builder.AddListeningPort(options.listen.grpc, *credentials, &s->grpc_port_);
   builder.RegisterService(s->broker_service_.get());
   builder.RegisterService(s->admin_service_.get());

@@ -172,6 +172,14 @@ struct ListenOptions {
   bool plaintext = false;
   std::vector<std::string> admin_callers;  // Caller patterns, as allowed_callers.
   absl::Duration drain_grace_period = absl::Seconds(25);
+  // gRPC connection management (config.proto, Listen). Zero keepalive_time = no server
+  // pings; zero max_connection_age = connections never aged out. The loader fills
+  // max_connection_age_grace from the backends when the config leaves it out.
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration keepalive_min_client_interval = absl::Seconds(10);
+  absl::Duration max_connection_age = absl::Minutes(5);
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
 };
 
 // Broker-wide limits (the `limits` section).

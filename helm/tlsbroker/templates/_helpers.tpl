@@ -63,6 +63,9 @@ The broker config file, as YAML. Backends are passed through from values with th
 {{- if .Values.listen.adminCallers -}}
 {{- $_ := set $listen "admin_callers" .Values.listen.adminCallers -}}
 {{- end -}}
+{{- range $key, $field := dict "keepaliveTime" "keepalive_time" "keepaliveTimeout" "keepalive_timeout" "keepaliveMinClientInterval" "keepalive_min_client_interval" "maxConnectionAge" "max_connection_age" "maxConnectionAgeGrace" "max_connection_age_grace" -}}
+{{- with index $.Values.listen $key -}}{{- $_ := set $listen $field . -}}{{- end -}}
+{{- end -}}
 {{- $backends := list -}}
 {{- range .Values.backends -}}
 {{- $b := omit (deepCopy .) "secret" -}}
