@@ -249,6 +249,12 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
               << ", CRLs " << b.tls.crl_files.size()
               << ", OCSP " << OcspName(b.tls.ocsp.mode) << ", session resumption "
               << (b.tls.session_resumption ? "on" : "off") << "\n";
+    const TcpKeepaliveOptions& k = b.tls.tcp_keepalive;
+    std::cout << "    tcp keepalive: "
+              << (k.enabled ? absl::StrCat("idle ", absl::FormatDuration(k.idle), ", interval ",
+                                           absl::FormatDuration(k.interval), ", count ", k.count)
+                            : std::string("off"))
+              << "\n";
     std::cout << "    pool: " << (p.mode == PoolMode::kPersistent ? "PERSISTENT" : "PER_LEASE")
               << ", min_idle " << p.min_idle << ", max_sockets " << p.max_sockets
               << ", max_waiters " << p.max_waiters << ", acquire_timeout "

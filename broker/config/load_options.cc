@@ -628,6 +628,7 @@ class Checker {
     }
     out.server_name = in.server_name().empty() ? out.host : in.server_name();
     CheckTls(in.tls(), Join(path, "tls"), &out.tls);
+    CheckTcpKeepalive(in.tcp_keepalive(), Join(path, "tcp_keepalive"), &out.tls.tcp_keepalive);
     CheckPool(in.pool(), Join(path, "pool"), &out.pool);
     CheckClientId(in.client_id(), Join(path, "client_id"), out.pool.max_sockets, &out.client_id);
     if (in.has_framing()) CheckFraming(in.framing(), Join(path, "framing"), &out.framing);
@@ -642,6 +643,34 @@ class Checker {
               "KeyUpdate needs TLS 1.3, which this backend's TLS settings rule out");
     }
     return out;
+  }
+
+  void CheckTcpKeepalive(const pb::TcpKeepalive& in, const std::string& path,
+                         TcpKeepaliveOptions* out) {
+    if (in.has_enabled()) out->enabled = in.enabled();
+    // The kernel takes whole seconds, at most 32767 (TCP_KEEPIDLE / TCP_KEEPINTVL).
+    const auto seconds = [&](const std::string& value, const std::string& field,
+                             absl::Duration fallback) {
+      const absl::Duration d = Duration(value, Join(path, field), fallback);
+      if (d != absl::Trunc(d, absl::Seconds(1)) || d > absl::Seconds(32767)) {
+        Error(Join(path, field),
+              absl::StrCat("must be whole seconds from 1s to 32767s (the kernel's unit and "
+                           "limit), got ",
+                           Quote(value)));
+        return fallback;
+      }
+      return d;
+    };
+    out->idle = seconds(in.idle(), "idle", out->idle);
+    out->interval = seconds(in.interval(), "interval", out->interval);
+    if (in.has_count()) {
+      if (in.count() < 1 || in.count() > 127) {
+        Error(Join(path, "count"),
+              absl::StrCat("must be 1 to 127 (TCP_KEEPCNT), got ", in.count()));
+      } else {
+        out->count = in.count();
+      }
+    }
   }
 
   void CheckTls(const pb::BackendTls& in, const std::string& path, TlsOptions* out) {

@@ -51,6 +51,14 @@ struct OcspOptions {
   absl::Duration recheck_margin = absl::Minutes(1);
 };
 
+// TCP keepalive on a backend's sockets (config: backends[].tcp_keepalive).
+struct TcpKeepaliveOptions {
+  bool enabled = true;
+  absl::Duration idle = absl::Seconds(60);      // TCP_KEEPIDLE, whole seconds
+  absl::Duration interval = absl::Seconds(10);  // TCP_KEEPINTVL, whole seconds
+  int count = 6;                                // TCP_KEEPCNT
+};
+
 // TLS policy for the broker's client side of one backend.
 struct TlsOptions {
   std::string ca_file;    // PEM bundle of trusted roots (and intermediates).
@@ -88,6 +96,9 @@ struct TlsOptions {
   std::vector<std::string> crl_files;  // PEM or DER CRLs.
   bool crl_check_chain = false;        // false = leaf only.
   OcspOptions ocsp;
+  // Not TLS, but set on each socket at connect: kept here because the TLS client context,
+  // which carries these options, is what every new socket of the backend is made from.
+  TcpKeepaliveOptions tcp_keepalive;
   bool session_resumption = true;
   RevokedLeasePolicy on_revoked = RevokedLeasePolicy::kFinishLease;
   StaleCrlPolicy stale_crl = StaleCrlPolicy::kWarn;
