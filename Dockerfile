@@ -19,17 +19,21 @@ RUN apt-get update \
       libabsl-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libasio-dev \
  && rm -rf /var/lib/apt/lists/*
 ARG TLSBROKER_PREBUILT=""
+ARG TLSBROKERCTL_PREBUILT=""
 WORKDIR /src
 COPY . /src
+# tlsbrokerctl is in the image for `helm test` and for operators (kubectl exec).
 RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then \
-      install -D -m 0755 "/src/${TLSBROKER_PREBUILT}" /out/tlsbroker; \
+      install -D -m 0755 "/src/${TLSBROKER_PREBUILT}" /out/tlsbroker \
+      && install -D -m 0755 "/src/${TLSBROKERCTL_PREBUILT}" /out/tlsbrokerctl; \
     else \
       cmake -S /src -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF \
-      && cmake --build /tmp/build --target tlsbroker \
-      && install -D -m 0755 /tmp/build/services/tlsbroker /out/tlsbroker; \
+      && cmake --build /tmp/build --target tlsbroker tlsbrokerctl \
+      && install -D -m 0755 /tmp/build/services/tlsbroker /out/tlsbroker \
+      && install -D -m 0755 /tmp/build/tools/tlsbrokerctl/tlsbrokerctl /out/tlsbrokerctl; \
     fi \
- && strip --strip-debug /out/tlsbroker
+ && strip --strip-debug /out/tlsbroker /out/tlsbrokerctl
 
 FROM debian:bookworm-slim AS runtime
 ARG VERSION=0.1.0
@@ -44,7 +48,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libyaml-cpp0.7 libprometheus-cpp-core1.0 libcivetweb1 libssl3 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-COPY --from=build /out/tlsbroker /usr/local/bin/tlsbroker
+COPY --from=build /out/tlsbroker /out/tlsbrokerctl /usr/local/bin/
 # Numeric user and group so runAsNonRoot can verify them without /etc/passwd lookups. The
 # broker writes nothing: the config and credentials are read-only mounts under /etc/tlsbroker,
 # logs go to stderr; it runs with a read-only root filesystem.

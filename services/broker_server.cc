@@ -11,6 +11,7 @@
 #include "broker/common/log.h"
 #include "broker/common/log_writer.h"
 #include "broker/config/load_options.h"
+#include "services/grpc_connection_args.h"
 
 namespace tlsbroker {
 namespace {
@@ -92,6 +93,7 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyGrpcConnectionArgs(options.listen, &builder);
   builder.AddListeningPort(options.listen.grpc, *credentials, &s->grpc_port_);
   builder.RegisterService(s->broker_service_.get());
   builder.RegisterService(s->admin_service_.get());

@@ -217,6 +217,16 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
             << ", metrics " << o.listen.metrics << ", drain grace period "
             << absl::FormatDuration(o.listen.drain_grace_period) << ", admin callers "
             << o.listen.admin_callers.size() << "\n";
+  const auto off = [](absl::Duration d, const char* zero) {
+    return d == absl::ZeroDuration() ? std::string(zero) : absl::FormatDuration(d);
+  };
+  std::cout << "gRPC connections: keepalive_time " << off(o.listen.keepalive_time, "off")
+            << ", keepalive_timeout " << absl::FormatDuration(o.listen.keepalive_timeout)
+            << ", keepalive_min_client_interval "
+            << absl::FormatDuration(o.listen.keepalive_min_client_interval)
+            << ", max_connection_age " << off(o.listen.max_connection_age, "never")
+            << ", max_connection_age_grace "
+            << absl::FormatDuration(o.listen.max_connection_age_grace) << "\n";
   std::cout << "caller patterns (admin_callers, allowed_callers): " << kCallerPatternRules
             << "\n";
   std::cout << "admin callers: "
@@ -241,6 +251,12 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
               << ", CRLs " << b.tls.crl_files.size()
               << ", OCSP " << OcspName(b.tls.ocsp.mode) << ", session resumption "
               << (b.tls.session_resumption ? "on" : "off") << "\n";
+    const TcpKeepaliveOptions& k = b.tls.tcp_keepalive;
+    std::cout << "    tcp keepalive: "
+              << (k.enabled ? absl::StrCat("idle ", absl::FormatDuration(k.idle), ", interval ",
+                                           absl::FormatDuration(k.interval), ", count ", k.count)
+                            : std::string("off"))
+              << "\n";
     std::cout << "    pool: " << (p.mode == PoolMode::kPersistent ? "PERSISTENT" : "PER_LEASE")
               << ", min_idle " << p.min_idle << ", max_sockets " << p.max_sockets
               << ", max_waiters " << p.max_waiters << ", acquire_timeout "

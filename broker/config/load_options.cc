@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -174,6 +175,7 @@ class Checker {
     CheckUniqueNames(config);
     CheckClientIdCollisions();
     CheckLimits(config);
+    CheckConnectionAgeGrace(config);
   }
 
  private:
@@ -538,6 +540,64 @@ class Checker {
     CallerPatterns(in.admin_callers(), "listen.admin_callers", &out.admin_callers);
     out.drain_grace_period =
         Duration(in.drain_grace_period(), "listen.drain_grace_period", out.drain_grace_period);
+    out.keepalive_time =
+        GrpcDuration(in.keepalive_time(), "listen.keepalive_time", out.keepalive_time, true);
+    out.keepalive_timeout = GrpcDuration(in.keepalive_timeout(), "listen.keepalive_timeout",
+                                         out.keepalive_timeout, false);
+    out.keepalive_min_client_interval =
+        GrpcDuration(in.keepalive_min_client_interval(), "listen.keepalive_min_client_interval",
+                     out.keepalive_min_client_interval, false);
+    out.max_connection_age = GrpcDuration(in.max_connection_age(), "listen.max_connection_age",
+                                          out.max_connection_age, true);
+  }
+
+  // listen.max_connection_age_grace, after the backends: its default outlasts every lease
+  // they allow, and a shorter explicit value is a warning (ageing would cut such leases).
+  void CheckConnectionAgeGrace(const pb::Config& config) {
+    ListenOptions& out = report_->options.listen;
+    absl::Duration longest = absl::Seconds(30);
+    std::string longest_backend;
+    for (const BackendOptions& b : report_->options.backends) {
+      const absl::Duration lease =
+          b.pool.acquire_timeout + std::max(b.pool.max_lease_duration, b.pool.call_timeout);
+      if (lease > longest) {
+        longest = lease;
+        longest_backend = b.name;
+      }
+    }
+    const std::string& grace = config.listen().max_connection_age_grace();
+    out.max_connection_age_grace = GrpcDuration(grace, "listen.max_connection_age_grace",
+                                                longest, false);
+    if (!grace.empty() && out.max_connection_age > absl::ZeroDuration() &&
+        out.max_connection_age_grace < longest && !longest_backend.empty()) {
+      Warning("listen.max_connection_age_grace",
+              absl::StrCat(absl::FormatDuration(out.max_connection_age_grace),
+                           " is shorter than what backend ", Quote(longest_backend),
+                           " allows a lease (acquire_timeout + max_lease_duration or call_timeout = ",
+                           absl::FormatDuration(longest),
+                           "): leases running when their connection is aged out "
+                           "(listen.max_connection_age) are cut after the grace"));
+    }
+  }
+
+  // A gRPC channel-argument duration: whole milliseconds in an int. `zero_means_off` allows
+  // "0s" (the feature off); otherwise it must be positive.
+  absl::Duration GrpcDuration(const std::string& value, const std::string& path,
+                              absl::Duration fallback, bool zero_means_off) {
+    const std::string text(absl::StripAsciiWhitespace(value));
+    absl::Duration zero;
+    if (zero_means_off && !text.empty() && absl::ParseDuration(text, &zero) &&
+        zero == absl::ZeroDuration()) {
+      return absl::ZeroDuration();
+    }
+    const absl::Duration d = Duration(value, path, fallback);
+    if (d >= absl::Milliseconds(std::numeric_limits<int>::max())) {
+      Error(path, absl::StrCat("must be below 24 days (gRPC counts it in 32-bit milliseconds), "
+                               "got ",
+                               Quote(value)));
+      return fallback;
+    }
+    return d;
   }
 
   BackendOptions CheckBackend(const pb::Backend& in, const std::string& path) {
@@ -568,6 +628,7 @@ class Checker {
     }
     out.server_name = in.server_name().empty() ? out.host : in.server_name();
     CheckTls(in.tls(), Join(path, "tls"), &out.tls);
+    CheckTcpKeepalive(in.tcp_keepalive(), Join(path, "tcp_keepalive"), &out.tls.tcp_keepalive);
     CheckPool(in.pool(), Join(path, "pool"), &out.pool);
     CheckClientId(in.client_id(), Join(path, "client_id"), out.pool.max_sockets, &out.client_id);
     if (in.has_framing()) CheckFraming(in.framing(), Join(path, "framing"), &out.framing);
@@ -582,6 +643,34 @@ class Checker {
               "KeyUpdate needs TLS 1.3, which this backend's TLS settings rule out");
     }
     return out;
+  }
+
+  void CheckTcpKeepalive(const pb::TcpKeepalive& in, const std::string& path,
+                         TcpKeepaliveOptions* out) {
+    if (in.has_enabled()) out->enabled = in.enabled();
+    // The kernel takes whole seconds, at most 32767 (TCP_KEEPIDLE / TCP_KEEPINTVL).
+    const auto seconds = [&](const std::string& value, const std::string& field,
+                             absl::Duration fallback) {
+      const absl::Duration d = Duration(value, Join(path, field), fallback);
+      if (d != absl::Trunc(d, absl::Seconds(1)) || d > absl::Seconds(32767)) {
+        Error(Join(path, field),
+              absl::StrCat("must be whole seconds from 1s to 32767s (the kernel's unit and "
+                           "limit), got ",
+                           Quote(value)));
+        return fallback;
+      }
+      return d;
+    };
+    out->idle = seconds(in.idle(), "idle", out->idle);
+    out->interval = seconds(in.interval(), "interval", out->interval);
+    if (in.has_count()) {
+      if (in.count() < 1 || in.count() > 127) {
+        Error(Join(path, "count"),
+              absl::StrCat("must be 1 to 127 (TCP_KEEPCNT), got ", in.count()));
+      } else {
+        out->count = in.count();
+      }
+    }
   }
 
   void CheckTls(const pb::BackendTls& in, const std::string& path, TlsOptions* out) {

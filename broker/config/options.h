@@ -51,6 +51,14 @@ struct OcspOptions {
   absl::Duration recheck_margin = absl::Minutes(1);
 };
 
+// TCP keepalive on a backend's sockets (config: backends[].tcp_keepalive).
+struct TcpKeepaliveOptions {
+  bool enabled = true;
+  absl::Duration idle = absl::Seconds(60);      // TCP_KEEPIDLE, whole seconds
+  absl::Duration interval = absl::Seconds(10);  // TCP_KEEPINTVL, whole seconds
+  int count = 6;                                // TCP_KEEPCNT
+};
+
 // TLS policy for the broker's client side of one backend.
 struct TlsOptions {
   std::string ca_file;    // PEM bundle of trusted roots (and intermediates).
@@ -88,6 +96,9 @@ struct TlsOptions {
   std::vector<std::string> crl_files;  // PEM or DER CRLs.
   bool crl_check_chain = false;        // false = leaf only.
   OcspOptions ocsp;
+  // Not TLS, but set on each socket at connect: kept here because the TLS client context,
+  // which carries these options, is what every new socket of the backend is made from.
+  TcpKeepaliveOptions tcp_keepalive;
   bool session_resumption = true;
   RevokedLeasePolicy on_revoked = RevokedLeasePolicy::kFinishLease;
   StaleCrlPolicy stale_crl = StaleCrlPolicy::kWarn;
@@ -172,6 +183,14 @@ struct ListenOptions {
   bool plaintext = false;
   std::vector<std::string> admin_callers;  // Caller patterns, as allowed_callers.
   absl::Duration drain_grace_period = absl::Seconds(25);
+  // gRPC connection management (config.proto, Listen). Zero keepalive_time = no server
+  // pings; zero max_connection_age = connections never aged out. The loader fills
+  // max_connection_age_grace from the backends when the config leaves it out.
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration keepalive_min_client_interval = absl::Seconds(10);
+  absl::Duration max_connection_age = absl::Minutes(5);
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
 };
 
 // Broker-wide limits (the `limits` section).

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/tls/failure_reason.h"
 #include "broker/tls/openssl_errors.h"
+#include "broker/tls/tcp_keepalive.h"
 
 namespace tlsbroker {
 namespace {
@@ -163,6 +164,14 @@ void TlsSocket::OnResolved(const ResolvedEndpoints& endpoints) {
         asio::error_code opt_ec;
         self->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
         self->socket_.non_blocking(true, opt_ec);
+        // Configured on, keepalive must really be on: a refusal fails this connect.
+        if (absl::Status keepalive = ApplyTcpKeepalive(
+                self->socket_.native_handle(), self->context_->options().tcp_keepalive);
+            !keepalive.ok()) {
+          self->FinishConnect(TlsFailure(
+              "connect_failed", absl::StrCat("tcp_keepalive: ", keepalive.message())));
+          return;
+        }
         auto ssl = self->context_->NewSsl();
         if (!ssl.ok()) {
           self->FinishConnect(TlsFailure("handshake_failed", ssl.status().message()));

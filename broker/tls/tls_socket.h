@@ -109,6 +109,9 @@ class TlsSocket final : public std::enable_shared_from_this<TlsSocket> {
   void Close();
 
   bool is_open() const { return socket_.is_open() && !closed_; }
+  // The connected fd, for diagnostics and tests (reading socket options back); -1 when closed.
+  // Loop-thread only.
+  int native_fd() { return socket_.is_open() ? socket_.native_handle() : -1; }
   const TlsSessionInfo& session_info() const { return info_; }
   // The chain the backend presented (leaf first); set once at the handshake, before the socket
   // is handed out, and immutable afterwards. Null before a successful handshake.

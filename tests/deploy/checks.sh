@@ -10,9 +10,12 @@
 #   checks.sh chart-config TLSBROKER PKI CHART [VALUES...]
 #                                                   the rendered config passes --check-config
 #                                                   on every replica ordinal
+#   checks.sh config-parity CHART VALUES REFERENCE  the config rendered from VALUES equals the
+#                                                   REFERENCE config field by field
 #   checks.sh plain-manifests CHART DIR             DIR/tlsbroker.yaml == chart rendering of
 #                                                   DIR/values.yaml; rules/dashboard copies equal
 #   checks.sh rules RULES TESTS                     promtool check rules + promtool test rules
+#   checks.sh runbooks RULES DOC                    every alert's runbook_url is a section of DOC
 #   checks.sh dockerfile DOCKERFILE                 dockerfile-utils, dockerfilelint, own rules
 #
 # Environment: TLSB_DEPLOY_TOOLS = the directory scripts/k8s-tools.sh filled (bin/helm,
@@ -86,18 +89,24 @@ docs = {d["kind"]: d for d in yaml.safe_load_all(open(all_path)) if d}
 cm, sts = docs["ConfigMap"], docs["StatefulSet"]
 config = cm["data"]["config.yaml"].replace("/etc/tlsbroker/", root + "/")
 open(os.path.join(root, "config.yaml"), "w").write(config)
+os.chmod(os.path.join(root, "config.yaml"), 0o440)
 # Test PKI file for each Secret key the chart projects.
-by_key = {"tls.crt": "ec/client.fullchain.pem", "tls.key": "ec/client.key", "ca.crt": "ec/ca-chain.pem"}
+by_key = {"tls.crt": "ec/client.fullchain.pem", "tls.key": "ec/client.key",
+          "tls.key.password": "ec/client.key.pass", "ca.crt": "ec/ca-chain.pem",
+          "keystore.p12": "ec/client.p12", "keystore.password": "ec/client.p12.pass"}
 listen = {"tls.crt": "ec/server.fullchain.pem", "tls.key": "ec/server.key", "ca.crt": "ec/ca-chain.pem"}
 volume = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"][0]
-for source in volume["projected"]["sources"]:
-    if "secret" not in source:
-        continue
-    for item in source["secret"]["items"]:
-        key, dest = item["key"], os.path.join(root, item["path"])
-        src = (listen if item["path"].startswith("listen/") else by_key).get(key, "ec/int.crl.pem")
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.copyfile(os.path.join(pki, src), dest)
+items = [i for s in volume["projected"]["sources"] if "secret" in s for i in s["secret"]["items"]]
+# A backend whose Secret has a key password gets the encrypted copy of the key.
+encrypted = {os.path.dirname(i["path"]) for i in items if i["key"] == "tls.key.password"}
+for item in items:
+    key, dest = item["key"], os.path.join(root, item["path"])
+    src = (listen if item["path"].startswith("listen/") else by_key).get(key, "ec/int.crl.pem")
+    if key == "tls.key" and os.path.dirname(item["path"]) in encrypted:
+        src = "ec/client.enc.key"
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copyfile(os.path.join(pki, src), dest)
+    os.chmod(dest, 0o440)  # as the chart's defaultMode, so the broker's permission warnings stay quiet
 # Every ordinal that can run: the StatefulSet's replicas, or the autoscaler's maximum.
 hpa = docs.get("HorizontalPodAutoscaler")
 print(hpa["spec"]["maxReplicas"] if hpa else sts["spec"].get("replicas", 1))
@@ -108,6 +117,12 @@ PY
         "$broker" --check-config "$root/config.yaml" --ordinal "$ordinal"
       done
     done
+    ;;
+
+  config-parity)
+    chart=$1 values=$2 reference=$3
+    "$helm" template tlsbroker "$chart" -f "$values" >"$tmp/rendered.yaml"
+    /usr/bin/python3 "$here/config_parity.py" "$tmp/rendered.yaml" "$reference"
     ;;
 
   plain-manifests)
@@ -132,6 +147,10 @@ PY
     rules=$1 tests=$2
     promtool check rules "$rules"
     promtool test rules "$tests"
+    ;;
+
+  runbooks)
+    /usr/bin/python3 "$here/check_runbooks.py" "$1" "$2"
     ;;
 
   dockerfile)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the container image from the real Dockerfile with buildah (no Docker engine) and runs
-# `tlsbroker --version` and `tlsbroker --check-config` inside it as the image's user.
-#   image-smoke-test.sh SOURCE_DIR TLSBROKER_BINARY PKI_DIR
+# `tlsbroker --version`, `tlsbroker --check-config` and `tlsbrokerctl --help` inside it as the
+# image's user.
+#   image-smoke-test.sh SOURCE_DIR TLSBROKER_BINARY TLSBROKERCTL_BINARY PKI_DIR
 # The build context is the Dockerfile and .dockerignore plus the already built binary, passed
 # as TLSBROKER_PREBUILT so the build stage skips its several-minute compile (it still installs
 # its -dev packages; the runtime stage is built exactly as in a release). Skips (exit 77) when
 # buildah is not installed, or no debian:bookworm-slim base image is available and none can be
 # made (scripts/container-base-image.sh).
 set -euo pipefail
-src=$1 binary=$2 pki=$3
+src=$1 binary=$2 ctl_binary=$3 pki=$4
 if ! command -v buildah >/dev/null; then
   echo "SKIPPED: buildah is not installed (apt-get install buildah debootstrap); the Dockerfile lint still ran"
   exit 77
@@ -31,8 +32,10 @@ trap cleanup EXIT
 cp "$src/Dockerfile" "$src/.dockerignore" "$ctx/"
 mkdir -p "$ctx/prebuilt" "$ctx/smoke/pki"
 cp "$binary" "$ctx/prebuilt/tlsbroker"
+cp "$ctl_binary" "$ctx/prebuilt/tlsbrokerctl"
 buildah bud --quiet --pull=never --isolation chroot --layers \
-  --build-arg TLSBROKER_PREBUILT=prebuilt/tlsbroker -t "$tag" "$ctx" >/dev/null
+  --build-arg TLSBROKER_PREBUILT=prebuilt/tlsbroker \
+  --build-arg TLSBROKERCTL_PREBUILT=prebuilt/tlsbrokerctl -t "$tag" "$ctx" >/dev/null
 container=$(buildah from --pull=never "$tag")
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
 echo "image user: $user"
@@ -64,4 +67,6 @@ chmod -R go-w "$mnt/etc/tlsbroker"
 buildah umount "$container" >/dev/null
 buildah run --isolation chroot --user "$user" "$container" -- \
   /usr/local/bin/tlsbroker --check-config /etc/tlsbroker/config.yaml --ordinal 3
-echo "OK: the image runs tlsbroker --version and --check-config as $user"
+# The `helm test` Pod runs tlsbrokerctl from this image.
+buildah run --isolation chroot --user "$user" "$container" -- /usr/local/bin/tlsbrokerctl --help >/dev/null
+echo "OK: the image runs tlsbroker --version and --check-config, and tlsbrokerctl, as $user"

@@ -63,6 +63,9 @@ The broker config file, as YAML. Backends are passed through from values with th
 {{- if .Values.listen.adminCallers -}}
 {{- $_ := set $listen "admin_callers" .Values.listen.adminCallers -}}
 {{- end -}}
+{{- range $key, $field := dict "keepaliveTime" "keepalive_time" "keepaliveTimeout" "keepalive_timeout" "keepaliveMinClientInterval" "keepalive_min_client_interval" "maxConnectionAge" "max_connection_age" "maxConnectionAgeGrace" "max_connection_age_grace" -}}
+{{- with index $.Values.listen $key -}}{{- $_ := set $listen $field . -}}{{- end -}}
+{{- end -}}
 {{- $backends := list -}}
 {{- range .Values.backends -}}
 {{- $b := omit (deepCopy .) "secret" -}}
@@ -70,12 +73,20 @@ The broker config file, as YAML. Backends are passed through from values with th
 {{- if hasKey $b "tls" -}}{{- $tls = $b.tls -}}{{- end -}}
 {{- $base := printf "%s/backends/%s" $dir .name -}}
 {{- if not (hasKey $tls "ca") -}}{{- $_ := set $tls "ca" (printf "%s/ca.crt" $base) -}}{{- end -}}
-{{- $clientCert := true -}}
-{{- if hasKey .secret "clientCert" -}}{{- $clientCert = .secret.clientCert -}}{{- end -}}
+{{- $clientCert := include "tlsbroker.backendClientCert" .secret | eq "true" -}}
 {{- if $clientCert -}}
 {{- if and (not (hasKey $tls "cert")) (not (hasKey $tls "key")) -}}
 {{- $_ := set $tls "cert" (printf "%s/tls.crt" $base) -}}
 {{- $_ := set $tls "key" (printf "%s/tls.key" $base) -}}
+{{- end -}}
+{{- if and .secret.keyPassword (not (hasKey $tls "key_password_file")) -}}
+{{- $_ := set $tls "key_password_file" (printf "%s/tls.key.password" $base) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .secret.pkcs12 (not (hasKey $tls "pkcs12")) -}}
+{{- $_ := set $tls "pkcs12" (printf "%s/keystore.p12" $base) -}}
+{{- if not (hasKey $tls "password_file") -}}
+{{- $_ := set $tls "password_file" (printf "%s/keystore.password" $base) -}}
 {{- end -}}
 {{- end -}}
 {{- if and .secret.crlKeys (not (hasKey $tls "crl")) -}}
@@ -86,7 +97,15 @@ The broker config file, as YAML. Backends are passed through from values with th
 {{- $_ := set $b "tls" $tls -}}
 {{- $backends = append $backends $b -}}
 {{- end -}}
-{{- toYaml (dict "listen" $listen "backends" $backends) -}}
+{{- $config := dict "listen" $listen "backends" $backends -}}
+{{- if .Values.limits -}}{{- $_ := set $config "limits" .Values.limits -}}{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Whether a backend's Secret holds tls.crt + tls.key: secret.clientCert, by default true
+     unless the credentials come as a PKCS#12 bundle (secret.pkcs12). Prints "true"/"false". */}}
+{{- define "tlsbroker.backendClientCert" -}}
+{{- if hasKey . "clientCert" -}}{{- .clientCert -}}{{- else -}}{{- not .pkcs12 -}}{{- end -}}
 {{- end -}}
 
 {{/*
