@@ -20,6 +20,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ARG TLSBROKER_PREBUILT=""
 ARG TLSBROKERCTL_PREBUILT=""
+# The commit tlsbroker_build_info reports (the context has no .git):
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) ...
+ARG GIT_COMMIT=""
 WORKDIR /src
 COPY . /src
 # tlsbrokerctl is in the image for `helm test` and for operators (kubectl exec).
@@ -28,7 +31,7 @@ RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then \
       && install -D -m 0755 "/src/${TLSBROKERCTL_PREBUILT}" /out/tlsbrokerctl; \
     else \
       cmake -S /src -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF \
+        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF -DTLSB_GIT_COMMIT="${GIT_COMMIT}" \
       && cmake --build /tmp/build --target tlsbroker tlsbrokerctl \
       && install -D -m 0755 /tmp/build/services/tlsbroker /out/tlsbroker \
       && install -D -m 0755 /tmp/build/tools/tlsbrokerctl/tlsbrokerctl /out/tlsbrokerctl; \

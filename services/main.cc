@@ -29,12 +29,9 @@
 #include "broker/common/log.h"
 #include "broker/common/log_writer.h"
 #include "services/broker_server.h"
+#include "services/build_info.h"
 #include "services/caller_pattern.h"
 #include "broker/pool/client_id.h"
-
-#ifndef TLSB_VERSION
-#define TLSB_VERSION "unknown"
-#endif
 
 namespace tlsbroker {
 namespace {
@@ -326,6 +323,8 @@ int Serve(const Flags& flags) {
   start.io_threads = flags.io_threads;
   start.config_path = flags.config_path;
   start.ordinal = flags.ordinal;
+  start.version = std::string(BuildVersion());
+  start.commit = std::string(BuildCommit());
   auto server = BrokerServer::Start(report.options, start);
   if (!server.ok()) {
     LogEvent(LogLevel::kError, "cannot start", LogField("error", server.status().message()));
@@ -360,7 +359,7 @@ int Main(int argc, char** argv) {
     return kExitOk;
   }
   if (flags->version) {
-    std::cout << "tlsbroker " << TLSB_VERSION << "\n";
+    std::cout << "tlsbroker " << BuildVersion() << " (commit " << BuildCommit() << ")\n";
     return kExitOk;
   }
   return flags->check_config ? CheckConfig(*flags) : Serve(*flags);

@@ -1,7 +1,9 @@
 // Reload and shutdown: a broken config never replaces the running one, a good one changes new
-// sockets only, and SIGTERM under load drains cleanly (the real tlsbroker binary).
+// sockets only, and SIGTERM under load drains cleanly (the real tlsbroker binary). Also what
+// /metrics says about the process, the build and the outcome of reloads.
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <fstream>
@@ -93,6 +95,31 @@ class LifecycleTest : public ::testing::Test {
   grpc::Status Reload(v1::ReloadResponse* response) {
     grpc::ClientContext context;
     return admin_->Reload(&context, v1::ReloadRequest(), response);
+  }
+
+  // The in-process broker's /metrics page.
+  std::string Metrics() {
+    auto response = testutil::HttpGet("127.0.0.1", broker_->metrics_port(), "/metrics");
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->body : "";
+  }
+
+  // Starts the tlsbroker binary on config_path_ with `args`; its metrics port goes to
+  // `metrics_port`.
+  std::unique_ptr<testutil::Subprocess> StartBinary(const std::vector<std::string>& args,
+                                                    int* metrics_port) {
+    std::vector<std::string> argv = {TLSB_BROKER_BINARY, "--config", config_path_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto broker = testutil::Subprocess::Start(argv, dir_ + "/broker.log");
+    EXPECT_TRUE(broker.ok()) << broker.status();
+    if (!broker.ok()) return nullptr;
+    EXPECT_TRUE((*broker)->WaitForLog("tlsbroker serving", absl::Seconds(20)).ok())
+        << (*broker)->ReadLog();
+    std::smatch match;
+    const std::string log = (*broker)->ReadLog();
+    EXPECT_TRUE(std::regex_search(log, match, std::regex("\\(port ([0-9]+)\\)"))) << log;
+    *metrics_port = match.empty() ? 0 : std::stoi(match[1].str());
+    return *std::move(broker);
   }
 
   std::unique_ptr<testutil::TlsTestServer> backend_;
@@ -271,6 +298,79 @@ TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
   EXPECT_EQ(other.load(), 0);
   EXPECT_GT(unavailable.load(), 0);
   EXPECT_THAT((*broker)->ReadLog(), HasSubstr("tlsbroker stopped"));
+}
+
+// The outcome of reloads through the real reload path (BrokerAdmin.Reload re-reads the file):
+// 1 with a timestamp at start; a broken file sets 0 and leaves the timestamp of the
+// configuration still in force; a good one sets 1 and a timestamp not before the reload.
+TEST_F(LifecycleTest, ReloadOutcomeIsExportedWithTheTimeOfTheLastSuccess) {
+  StartInProcess();
+  const std::string success = "tlsbroker_config_last_reload_success";
+  const std::string timestamp = "tlsbroker_config_last_reload_success_timestamp_seconds";
+  std::string page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 1) << page;
+  const double started = testutil::MetricValue(page, timestamp);
+  EXPECT_GT(started, 0) << page;
+
+  WriteFile(config_path_, absl::StrReplaceAll(ConfigYaml(backend_->port()),
+                                              {{"server_name: localhost", "server_nam: x"}}));
+  v1::ReloadResponse refused;
+  ASSERT_EQ(Reload(&refused).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 0) << page;
+  EXPECT_EQ(testutil::MetricValue(page, timestamp), started) << page;
+
+  // Milliseconds: what the page shows of the time may round below the exact instant.
+  const double before =
+      static_cast<double>(absl::ToUnixMillis(absl::Now())) / 1000.0;
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client2"));
+  v1::ReloadResponse applied;
+  grpc::Status status = Reload(&applied);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 1) << page;
+  EXPECT_GE(testutil::MetricValue(page, timestamp), before) << page;
+}
+
+// The tlsbroker binary's /metrics carries the standard process metrics (read from its /proc),
+// which build it is, and the socket budget's configured limit in a family of its own.
+TEST_F(LifecycleTest, BinaryExportsProcessBuildAndBudgetLimitMetrics) {
+  WriteFile(config_path_,
+            ConfigYaml(backend_->port()) + "limits:\n  max_backend_sockets: 40\n");
+  int port = 0;
+  std::unique_ptr<testutil::Subprocess> broker = StartBinary({}, &port);
+  ASSERT_NE(broker, nullptr);
+  ASSERT_GT(port, 0);
+  auto response = testutil::HttpGet("127.0.0.1", port, "/metrics");
+  ASSERT_TRUE(response.ok()) << response.status();
+  const std::string& page = response->body;
+
+  // The child inherits this process's descriptor limit.
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  EXPECT_EQ(testutil::MetricValue(page, "process_max_fds"), static_cast<double>(limit.rlim_cur))
+      << page;
+  // Its listeners alone are open descriptors.
+  EXPECT_GT(testutil::MetricValue(page, "process_open_fds"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_resident_memory_bytes"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_virtual_memory_bytes"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_start_time_seconds"), 0) << page;
+  EXPECT_GE(testutil::MetricValue(page, "process_cpu_seconds_total"), 0) << page;
+  EXPECT_THAT(page, HasSubstr("# TYPE process_cpu_seconds_total counter"));
+
+  std::smatch build;
+  ASSERT_TRUE(std::regex_search(
+      page, build,
+      std::regex("\ntlsbroker_build_info\\{commit=\"([^\"]*)\",version=\"([^\"]*)\"\\} 1\n")))
+      << page;
+  EXPECT_EQ(build[2].str(), TLSB_EXPECTED_VERSION);
+  EXPECT_TRUE(std::regex_match(build[1].str(), std::regex("[0-9a-f]{7,40}|unknown")))
+      << build[1].str();
+
+  EXPECT_EQ(testutil::MetricValue(page, "tlsbroker_socket_budget_limit_sockets"), 40) << page;
+  EXPECT_GE(testutil::MetricValue(page, "tlsbroker_socket_budget_sockets{state=\"used\"}"), 0)
+      << page;
+  EXPECT_EQ(broker->Stop(absl::Seconds(20)), 0) << broker->ReadLog();
 }
 
 }  // namespace
