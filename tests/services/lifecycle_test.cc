@@ -13,8 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "broker/config/load_options.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/services/broker_test_env.h"
 #include "tests/support/subprocess.h"
@@ -104,11 +107,17 @@ class LifecycleTest : public ::testing::Test {
     return response.ok() ? response->body : "";
   }
 
-  // Starts the tlsbroker binary on config_path_ with `args`; its metrics port goes to
-  // `metrics_port`.
+  // Starts the tlsbroker binary on config_path_ with `args` (and `env`, NAME=VALUE, through
+  // env(1)); its metrics port goes to `metrics_port`.
   std::unique_ptr<testutil::Subprocess> StartBinary(const std::vector<std::string>& args,
-                                                    int* metrics_port) {
-    std::vector<std::string> argv = {TLSB_BROKER_BINARY, "--config", config_path_};
+                                                    int* metrics_port,
+                                                    const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv;
+    if (!env.empty()) {
+      argv.push_back("/usr/bin/env");
+      argv.insert(argv.end(), env.begin(), env.end());
+    }
+    argv.insert(argv.end(), {TLSB_BROKER_BINARY, "--config", config_path_});
     argv.insert(argv.end(), args.begin(), args.end());
     auto broker = testutil::Subprocess::Start(argv, dir_ + "/broker.log");
     EXPECT_TRUE(broker.ok()) << broker.status();
@@ -371,6 +380,82 @@ TEST_F(LifecycleTest, BinaryExportsProcessBuildAndBudgetLimitMetrics) {
   EXPECT_GE(testutil::MetricValue(page, "tlsbroker_socket_budget_sockets{state=\"used\"}"), 0)
       << page;
   EXPECT_EQ(broker->Stop(absl::Seconds(20)), 0) << broker->ReadLog();
+}
+
+// With --log-format json every line the broker writes is one JSON object, including the config
+// warnings printed at start (their position as numbers) and gRPC's own log lines (at
+// GRPC_VERBOSITY=INFO gRPC logs its pollers and server setup at start), which carry gRPC's file
+// and line.
+TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
+  // A backend nobody may use: allowed, with a warning.
+  const std::string nobody = absl::StrCat("  - name: nobody\n    address: 127.0.0.1:",
+                                          backend_->port(), R"(
+    server_name: localhost
+    tls: {ca: )", testutil::PkiPath("ec", "root.crt"), R"(}
+    framing: {delimiter: "\n"}
+    client_id: {prefix: NOB}
+    allowed_callers: []
+)");
+  const std::string config = ConfigYaml(backend_->port(), "client", nobody);
+  WriteFile(config_path_, config);
+  // The warning's line: where `allowed_callers: []` stands.
+  int warning_line = 0;
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(config, '\n')) {
+    ++n;
+    if (absl::StrContains(line, "allowed_callers: []")) warning_line = n;
+  }
+  ASSERT_GT(warning_line, 0);
+
+  int port = 0;
+  std::unique_ptr<testutil::Subprocess> broker =
+      StartBinary({"--log-format", "json"}, &port, {"GRPC_VERBOSITY=INFO"});
+  ASSERT_NE(broker, nullptr);
+  // One Call, so that gRPC has its say about a connection too.
+  std::smatch grpc_port;
+  const std::string started = broker->ReadLog();
+  ASSERT_TRUE(std::regex_search(started, grpc_port,
+                                std::regex("\"grpc\":\"127\\.0\\.0\\.1:([0-9]+)\"")))
+      << started;
+  stub_ = v1::Broker::NewStub(
+      testutil::BrokerChannel(absl::StrCat("localhost:", grpc_port[1].str())));
+  v1::CallResponse response;
+  ASSERT_TRUE(Call("json", &response).ok());
+  ASSERT_EQ(broker->Stop(absl::Seconds(20)), 0) << broker->ReadLog();
+
+  const std::string log = broker->ReadLog();
+  int lines = 0;
+  bool warning_seen = false, grpc_seen = false;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    ++lines;
+    google::protobuf::Struct object;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &object).ok())
+        << "not a JSON object: " << line;
+    const auto& f = object.fields();
+    ASSERT_TRUE(f.count("ts") && f.count("level") && f.count("msg")) << line;
+    if (f.at("msg").string_value() == "config warning" && f.count("field") &&
+        f.at("field").string_value() == "backends[1].allowed_callers") {
+      warning_seen = true;
+      EXPECT_EQ(f.at("level").string_value(), "warning") << line;
+      EXPECT_EQ(f.at("file").string_value(), config_path_) << line;
+      EXPECT_THAT(f.at("warning").string_value(), HasSubstr("no caller may lease")) << line;
+      // Numbers, not strings.
+      ASSERT_EQ(f.at("line").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_EQ(f.at("line").number_value(), warning_line) << line;
+      ASSERT_EQ(f.at("column").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_GT(f.at("column").number_value(), 0) << line;
+    }
+    if (f.count("logger") && f.at("logger").string_value() == "grpc") {
+      grpc_seen = true;
+      EXPECT_EQ(f.at("level").string_value(), "info") << line;
+      EXPECT_FALSE(f.at("file").string_value().empty()) << line;
+      ASSERT_EQ(f.at("line").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_GT(f.at("line").number_value(), 0) << line;
+    }
+  }
+  EXPECT_GT(lines, 0);
+  EXPECT_TRUE(warning_seen) << log;
+  EXPECT_TRUE(grpc_seen) << log;
 }
 
 }  // namespace
