@@ -23,6 +23,9 @@ RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then exit 0; fi \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libasio-dev \
  && rm -rf /var/lib/apt/lists/*
+# The commit tlsbroker_build_info reports (the context has no .git):
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) ...
+ARG GIT_COMMIT=""
 WORKDIR /src
 COPY . /src
 # tlsbrokerctl is in the image for `helm test` and for operators (kubectl exec).
@@ -31,7 +34,7 @@ RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then \
       && install -D -m 0755 "/src/${TLSBROKERCTL_PREBUILT}" /out/tlsbrokerctl; \
     else \
       cmake -S /src -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF \
+        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF -DTLSB_GIT_COMMIT="${GIT_COMMIT}" \
       && cmake --build /tmp/build --target tlsbroker tlsbrokerctl \
       && install -D -m 0755 /tmp/build/services/tlsbroker /out/tlsbroker \
       && install -D -m 0755 /tmp/build/tools/tlsbrokerctl/tlsbrokerctl /out/tlsbrokerctl \
