@@ -141,6 +141,7 @@ uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
       waiter.deadline = request.deadline;
       waiter.enqueued_at = absl::Now();
       waiter.caller = std::move(request.caller);
+      waiter.trace_parent = std::move(request.trace_parent);
       waiter.done = std::move(done);
       waiters_.push_back(std::move(waiter));
       DispatchLocked(&actions);
@@ -661,12 +662,15 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
   info.wait = absl::Now() - waiter.enqueued_at;
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
-  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller);
+  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller,
+                                waiter.trace_parent);
   bool abort_now = false;
   std::string abort_reason;
   {
     MutexLock lock(&mu_);
     socket->lease_id = core->info().lease_id;
+    socket->lease_caller = waiter.caller;
+    socket->lease_started_at = absl::Now();
     socket->lease = core;
     // Retired with ABORT_LEASE between the check above and now.
     abort_now = !socket->retire_reason.empty() && !socket->abort_reason.empty();
@@ -721,6 +725,7 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
     if (s.socket != socket) return;  // Already forgotten (reclaimed).
     s.returning = false;
     socket->lease_id.clear();
+    socket->lease_caller.clear();
     keep = verdict.ok() && !shut_down_;
     if (keep && opts->pool.mode == PoolMode::kPerLease) {
       keep = false;
@@ -886,6 +891,20 @@ void SocketPool::Shutdown() {
       pool->retry_timer_.cancel();
     }
   });
+}
+
+void SocketPool::Resume() {
+  bool sweep;
+  {
+    MutexLock lock(&mu_);
+    if (!shut_down_) return;
+    shut_down_ = false;
+    // Shutdown cancelled the sweep; a pool never started gets it from Start().
+    sweep = started_;
+  }
+  // Posted after Shutdown's cancel on the same loop, so the new sweep is not cancelled by it.
+  if (sweep) ScheduleSweep();
+  Dispatch();  // Prewarm to min_idle again.
 }
 
 std::shared_ptr<const BackendOptions> SocketPool::options() const {
@@ -1119,6 +1138,8 @@ std::vector<SocketSnapshot> SocketPool::Sockets() const {
       snap.created_at = s.socket->created_at;
       snap.leases_served = s.socket->leases_served;
       snap.lease_id = s.socket->lease_id;
+      snap.lease_caller = s.socket->lease_caller;
+      snap.lease_started_at = s.socket->lease_started_at;
       snap.bytes_sent = s.socket->tls->bytes_sent();
       snap.bytes_received = s.socket->tls->bytes_received();
       // Byte counters are monotonic counters read for display; the session info is the

@@ -730,5 +730,33 @@ TEST_F(SocketPoolTest, ShutdownRefusesNewLeases) {
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
 }
 
+// Shutdown (an admin drain) is reversible: after Resume the pool prewarms to min_idle again
+// and lends; a lease held across drain and resume returns its socket to the pool.
+TEST_F(SocketPoolTest, ResumeAfterShutdownLendsAndRefillsMinIdle) {
+  BackendOptions b = Backend();
+  b.pool.min_idle = 1;
+  MakePool(b);
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 1; }, absl::Seconds(20)));
+  auto held = testutil::AcquireSync(*pool_);
+  ASSERT_TRUE(held.ok()) << held.status();
+  pool_->Shutdown();
+  auto refused = testutil::AcquireSync(*pool_);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("draining"));
+
+  pool_->Resume();
+  // Prewarm runs again: min_idle besides the socket still leased.
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 1; }, absl::Seconds(20)));
+  const uint64_t held_socket = held->info().socket_id;
+  *held = Lease();  // Released after the resume: back to the pool, not closed.
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 2; }, absl::Seconds(20)));
+  bool reused_held = false;
+  for (const SocketSnapshot& s : pool_->Sockets()) reused_held |= s.socket_id == held_socket;
+  EXPECT_TRUE(reused_held);
+  auto again = testutil::AcquireSync(*pool_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->info().reused);
+}
+
 }  // namespace
 }  // namespace tlsbroker
