@@ -72,6 +72,12 @@ TEST(CtlOptionsTest, MistakesAreUsageErrors) {
       {{"backends", "--json=yes"}, "takes no value"},
       {{"backends", "--cert", "c.pem"}, "--cert and --key go together"},
       {{"backends", "--insecure-plaintext", "--target", "10.0.0.1:7443"}, "loopback"},
+      // No default to the whole broker: a forgotten argument must not drain the pod.
+      {{"drain"}, "needs a BACKEND argument, or --all"},
+      {{"resume"}, "needs a BACKEND argument, or --all"},
+      {{"drain", "b", "--all"}, "not both"},
+      {{"resume", "--all", "b"}, "not both"},
+      {{"sockets", "b", "--all"}, "--all does not apply to sockets"},
   };
   for (const Case& c : cases) {
     auto o = Parse(c.args);
@@ -80,6 +86,21 @@ TEST(CtlOptionsTest, MistakesAreUsageErrors) {
     EXPECT_THAT(std::string(o.status().message()), HasSubstr(c.message))
         << ::testing::PrintToString(c.args);
   }
+}
+
+// drain and resume take one backend, or --all for the whole broker.
+TEST(CtlOptionsTest, DrainAndResumeTakeBackendOrAll) {
+  auto one = Parse({"resume", "ims"});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->command, Command::kResume);
+  EXPECT_EQ(one->backend, "ims");
+  EXPECT_FALSE(one->all);
+  auto all = Parse({"--all", "drain"});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->command, Command::kDrain);
+  EXPECT_EQ(all->backend, "");
+  EXPECT_TRUE(all->all);
+  EXPECT_THAT(UsageText(), HasSubstr("resume (BACKEND | --all)"));
 }
 
 // --help wins over everything else on the line, even a mistake.

@@ -87,13 +87,17 @@ std::string BackendsTable(const v1::ListBackendsResponse& response) {
                     absl::StrCat(b.leases_granted()), absl::StrCat(b.connect_failures()),
                     b.last_failure().empty() ? "" : Quoted(b.last_failure())});
   }
-  return FormatTable(rows);
+  std::string out = FormatTable(rows);
+  if (response.broker_draining()) {
+    out += "broker: draining (whole broker; undo with `tlsbrokerctl resume --all`)\n";
+  }
+  return out;
 }
 
 std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now) {
   std::vector<std::vector<std::string>> rows = {
       {"CLIENT_ID", "SOCKET", "SLOT", "STATE", "AGE", "LEASES", "SENT", "RECEIVED", "TLS",
-       "CIPHER", "RESUMED", "PEER_NOT_AFTER", "LEASE_ID", "PEER"}};
+       "CIPHER", "RESUMED", "PEER_NOT_AFTER", "LEASE_ID", "HOLDER", "LEASE_STARTED", "PEER"}};
   for (const v1::SocketStatus& s : response.sockets()) {
     const bool has_socket = s.socket_id() != 0;
     rows.push_back(
@@ -102,6 +106,8 @@ std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now
          absl::StrCat(s.leases_served()), absl::StrCat(s.bytes_sent()),
          absl::StrCat(s.bytes_received()), s.tls_version(), s.cipher(),
          has_socket ? YesNo(s.session_resumed()) : "", Date(s.peer().not_after()), s.lease_id(),
+         s.holder(),
+         Date(s.lease_started_at()),
          s.peer().subject().empty() ? "" : Quoted(s.peer().subject())});
   }
   return FormatTable(rows);
