@@ -61,6 +61,7 @@ grpc::ServerUnaryReactor* AdminService::ListBackends(grpc::CallbackServerContext
     v1::BackendStatus* b = response->add_backends();
     b->set_name(options.name);
     b->set_address(options.address);
+    for (const BackendEndpoint& e : options.Endpoints()) b->add_addresses(e.address);
     b->set_max_sockets(stats.max_sockets);
     b->set_connecting(stats.connecting);
     b->set_idle(stats.idle);

@@ -13,6 +13,8 @@
 namespace tlsbroker::metrics {
 
 // Metric names (sorted).
+inline constexpr absl::string_view kBackendConnectAttemptsTotal =
+    "tlsbroker_backend_connect_attempts_total";
 inline constexpr absl::string_view kBytesTotal = "tlsbroker_bytes_total";
 inline constexpr absl::string_view kCallDurationSeconds = "tlsbroker_call_duration_seconds";
 inline constexpr absl::string_view kCallerLeaseLimitRefusalsTotal =
@@ -51,6 +53,7 @@ inline constexpr absl::string_view kTlsHandshakeDurationSeconds =
 inline constexpr absl::string_view kTlsHandshakesTotal = "tlsbroker_tls_handshakes_total";
 
 inline constexpr absl::string_view kAllMetricNames[] = {
+    kBackendConnectAttemptsTotal,
     kBytesTotal,
     kCallDurationSeconds,
     kCallerLeaseLimitRefusalsTotal,
@@ -81,6 +84,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
 };
 
 // Label names.
+inline constexpr absl::string_view kLabelAddress = "address";
 inline constexpr absl::string_view kLabelBackend = "backend";
 inline constexpr absl::string_view kLabelCode = "code";
 inline constexpr absl::string_view kLabelDirection = "direction";
@@ -91,6 +95,9 @@ inline constexpr absl::string_view kLabelResumed = "resumed";
 inline constexpr absl::string_view kLabelSource = "source";
 inline constexpr absl::string_view kLabelState = "state";
 inline constexpr absl::string_view kLabelStatus = "status";
+
+// backend_connect_attempts_total{result}.
+inline constexpr absl::string_view kConnectAttemptResults[] = {"ok", "failed"};
 
 // The catch-all value, last in every set below.
 inline constexpr absl::string_view kOther = "other";

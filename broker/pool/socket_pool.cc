@@ -43,7 +43,14 @@ absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
   std::shared_ptr<SocketPool> pool(
       new SocketPool(options, loops, *std::move(context), std::move(observer), std::move(budget)));
   pool->ReportCrlState(*pool->tls_context());
+  pool->ReportAddresses(options);
   return pool;
+}
+
+void SocketPool::ReportAddresses(const BackendOptions& options) {
+  std::vector<std::string> addresses;
+  for (const BackendEndpoint& e : options.Endpoints()) addresses.push_back(e.address);
+  observer_->OnAddresses(addresses);
 }
 
 SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
@@ -474,18 +481,46 @@ void SocketPool::CloseOnLoop(std::shared_ptr<PooledSocket> socket) {
 }
 
 void SocketPool::StartConnect(int slot) {
+  // The settings in force now; a reload while this connects does not change this socket.
+  ConnectTo(slot, options(), 0);
+}
+
+void SocketPool::ConnectTo(int slot, std::shared_ptr<const BackendOptions> opts, size_t index) {
   asio::io_context& io = loops_->Next();
   auto tls = std::make_shared<TlsSocket>(io, tls_context());
   auto self = shared_from_this();
-  // The settings in force now; a reload while this connects does not change this socket.
-  const std::shared_ptr<const BackendOptions> opts = options();
-  asio::post(io, [self, tls, slot, opts] {
+  asio::post(io, [self, tls, slot, opts, index] {
+    const std::vector<BackendEndpoint> endpoints = opts->Endpoints();
+    const BackendEndpoint& endpoint = endpoints[index];
     // The callback is stored in `tls` itself: hold it weakly, or it would own itself.
     std::weak_ptr<TlsSocket> weak_tls = tls;
-    tls->Connect(opts->host, opts->port, opts->pool.connect_timeout,
-                 opts->pool.handshake_timeout, [self, weak_tls, slot](absl::Status status) {
-                   if (auto tls = weak_tls.lock()) self->OnConnected(slot, tls, std::move(status));
-                 });
+    tls->Connect(
+        endpoint.host, endpoint.port, opts->pool.connect_timeout, opts->pool.handshake_timeout,
+        [self, weak_tls, slot, opts, index, count = endpoints.size(),
+         address = endpoint.address](absl::Status status) {
+          auto tls = weak_tls.lock();
+          if (!tls) return;
+          self->observer_->OnConnectAttempt(address, status.ok());
+          if (!status.ok() && count > 1) {
+            // Which address failed, for the log line and last_failure.
+            status = absl::Status(status.code(), absl::StrCat(status.message(), " (address ",
+                                                              address, ", ", index + 1, " of ",
+                                                              count, ")"));
+          }
+          if (!status.ok() && index + 1 < count) {
+            // The next address at once; the backoff applies once every address failed.
+            std::string reason = ReasonOf(status);
+            self->observer_->OnHandshake(reason.empty() ? "handshake_failed" : reason, false,
+                                         absl::ZeroDuration());
+            LogEvent(LogLevel::kWarning, "backend address failed; trying the next one",
+                     absl::StrCat(LogField("backend", opts->name), " ",
+                                  LogField("address", address), " ",
+                                  LogField("error", status.message())));
+            self->ConnectTo(slot, opts, index + 1);
+            return;
+          }
+          self->OnConnected(slot, tls, std::move(status));
+        });
   });
 }
 
@@ -948,6 +983,7 @@ void SocketPool::ApplyReconfigure(const BackendOptions& next,
     MutexLock lock(&watch_mu_);
     files_ = TlsFileSnapshot::Read(next.tls);
   }
+  ReportAddresses(next);
   LogEvent(LogLevel::kInfo, "backend reconfigured; new sockets use the new settings",
            LogField("backend", next.name));
   // A reload re-reads the CRLs too: they apply to pooled sockets as a file change would.

@@ -240,6 +240,11 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void ScheduleRetryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void StartConnect(int slot);
+  // Connects slot `slot` to the `index`th of opts' addresses; on failure tries the next one,
+  // and after the last reports the failure to OnConnected (which starts the backoff).
+  void ConnectTo(int slot, std::shared_ptr<const BackendOptions> opts, size_t index);
+  // Tells the observer which addresses new sockets try.
+  void ReportAddresses(const BackendOptions& options);
   void OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Status status);
   void Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket);
   void OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status);

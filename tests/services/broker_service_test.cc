@@ -15,6 +15,7 @@
 #include "services/trace_context.h"
 #include "tests/services/broker_test_env.h"
 #include "tests/services/log_capture.h"
+#include "tests/support/refusing_port.h"
 
 namespace tlsbroker {
 namespace {
@@ -675,6 +676,33 @@ TEST_F(BrokerServiceTest, DrainAndResumeRequireAdminAndOneTarget) {
   EXPECT_EQ(Readyz().first, 200) << Readyz().second;
 }
 
+// A reload does not undo a drain; a backend a reload adds while the broker is drained starts
+// drained and lends once the broker resumes.
+TEST_F(BrokerServiceTest, DrainSurvivesReloadAndAddedBackendStartsDrained) {
+  StartBroker();
+  ASSERT_TRUE(Drain("framed").ok());
+  ASSERT_THAT(broker_->Reload(options_), ::testing::IsEmpty());
+  v1::CallResponse response;
+  EXPECT_EQ(Call("framed", Frame("x"), &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  ASSERT_TRUE(Drain("", /*all=*/true).ok());
+  BrokerOptions next = options_;
+  BackendOptions extra = next.backends[0];
+  extra.name = "extra";
+  extra.client_id.prefix = "EXTR";
+  next.backends.push_back(extra);
+  ASSERT_THAT(broker_->Reload(next), ::testing::IsEmpty());
+  EXPECT_EQ(Readyz().first, 503);
+  EXPECT_EQ(Call("extra", Frame("x"), &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::ResumeResponse resumed;
+  ASSERT_TRUE(Resume("", /*all=*/true, &resumed).ok());
+  EXPECT_THAT(resumed.resumed(), ::testing::ElementsAre("raw", "extra"));
+  EXPECT_THAT(resumed.still_draining(), ::testing::ElementsAre("framed"));
+  grpc::Status extra_call = Call("extra", Frame("new"), &response);
+  ASSERT_TRUE(extra_call.ok()) << extra_call.error_message();
+  EXPECT_EQ(response.response(), Frame("re:new"));
+}
+
 // ---- Log lines for refusals and admin actions ----
 
 // A caller refused by allowed_callers gets one log line naming it, the backend and the reason.
@@ -901,6 +929,43 @@ TEST_F(BrokerServiceTest, AuditLineCarriesValidTraceparentAndOmitsInvalidOne) {
   EXPECT_THAT(lines[0], HasSubstr(absl::StrCat("traceparent=", valid)));
   EXPECT_THAT(lines[1], ::testing::Not(HasSubstr("traceparent")));
   EXPECT_THAT(lines[1], ::testing::Not(HasSubstr("NOT-HEX")));
+}
+
+// ---- addresses ----
+
+// A backend whose first address refuses (a port bound but never listening) serves from the
+// second; /metrics counts the attempts per address, and ListBackends lists both in order.
+TEST_F(BrokerServiceTest, ConnectAttemptsAreCountedPerAddress) {
+  testutil::RefusingPort dead;
+  ASSERT_GT(dead.port(), 0);
+  const std::string dead_address = absl::StrCat("127.0.0.1:", dead.port());
+  const std::string live_address = absl::StrCat("127.0.0.1:", framed_backend_->port());
+  options_.backends[0].endpoints = {
+      {dead_address, "127.0.0.1", static_cast<uint16_t>(dead.port())},
+      {live_address, "127.0.0.1", static_cast<uint16_t>(framed_backend_->port())}};
+  StartBroker();
+  v1::CallResponse response;
+  grpc::Status status = Call("framed", Frame("failover"), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.response(), Frame("re:failover"));
+  const std::string metrics = Metrics();
+  const std::string family = "tlsbroker_backend_connect_attempts_total";
+  EXPECT_EQ(MetricSum(metrics, family,
+                      {"backend=\"framed\"", absl::StrCat("address=\"", dead_address, "\""),
+                       "result=\"failed\""}),
+            1);
+  EXPECT_EQ(MetricSum(metrics, family,
+                      {"backend=\"framed\"", absl::StrCat("address=\"", live_address, "\""),
+                       "result=\"ok\""}),
+            1);
+  // The series exist before any attempt (the raw backend's one address).
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("address=\"127.0.0.1:", raw_backend_->port(),
+                                              "\",backend=\"raw\",result=\"failed\"} 0")));
+  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  grpc::ClientContext context;
+  v1::ListBackendsResponse backends;
+  ASSERT_TRUE(admin->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());
+  EXPECT_THAT(backends.backends(0).addresses(), ::testing::ElementsAre(dead_address, live_address));
 }
 
 }  // namespace

@@ -312,6 +312,7 @@ class HttpEndpointRegistryTest : public HttpEndpointTest {
     ASSERT_TRUE(observer.ok()) << observer.status();
     observer_ = *std::move(observer);
     std::shared_ptr<BackendObserver> b1 = observer_->ForBackend("b1");
+    b1->OnAddresses({"b1.example:9999"});  // As the pool does when it is created.
     b1->OnHandshake("ok", /*resumed=*/false, absl::Milliseconds(12));
     b1->OnHandshake("unknown_ca", /*resumed=*/false, absl::Milliseconds(3));
     b1->OnCertVerifyFailure("unknown_ca");
