@@ -141,6 +141,24 @@ TEST(CtlOptionsTest, FrameTextPrefixesBigEndianLengthIncludingItself) {
   EXPECT_EQ(FrameText(std::string(300, 'x')).substr(0, 4), std::string("\0\0\x01\x30", 4));
 }
 
+// `backends` shows every address of a backend with several, in order, and a whole-broker
+// drain on a line of its own.
+TEST(CtlOutputTest, BackendsTableShowsAddressesAndBrokerDrain) {
+  v1::ListBackendsResponse response;
+  v1::BackendStatus* b = response.add_backends();
+  b->set_name("ims");
+  b->set_address("ims-a:9999");
+  b->add_addresses("ims-a:9999");
+  b->add_addresses("ims-b:9999");
+  b->set_draining(true);
+  std::string table = BackendsTable(response);
+  EXPECT_THAT(table, HasSubstr("ims-a:9999,ims-b:9999"));
+  EXPECT_THAT(table, HasSubstr("draining"));
+  EXPECT_THAT(table, ::testing::Not(HasSubstr("broker: draining")));
+  response.set_broker_draining(true);
+  EXPECT_THAT(BackendsTable(response), HasSubstr("broker: draining"));
+}
+
 // Durations take Go-style units or plain seconds.
 TEST(CtlOptionsTest, DurationsTakeUnitsOrSeconds) {
   EXPECT_EQ(*ParseDurationFlag("250ms"), absl::Milliseconds(250));

@@ -79,7 +79,10 @@ std::string BackendsTable(const v1::ListBackendsResponse& response) {
       {"NAME", "ADDRESS", "STATE", "IDLE", "LEASED", "CONNECTING", "MAX", "WAITERS", "CREATED",
        "FULL_HS", "RESUMED_HS", "LEASES", "CONNECT_FAILURES", "LAST_FAILURE"}};
   for (const v1::BackendStatus& b : response.backends()) {
-    rows.push_back({b.name(), b.address(), b.draining() ? "draining" : "serving",
+    // With `addresses`, all of them in the order they are tried.
+    const std::string address =
+        b.addresses_size() > 1 ? absl::StrJoin(b.addresses(), ",") : b.address();
+    rows.push_back({b.name(), address, b.draining() ? "draining" : "serving",
                     absl::StrCat(b.idle()), absl::StrCat(b.leased()),
                     absl::StrCat(b.connecting()), absl::StrCat(b.max_sockets()),
                     absl::StrCat(b.waiters()), absl::StrCat(b.sockets_created()),
