@@ -6,20 +6,26 @@
 #   docker build -t tlsbroker:dev .
 #   buildah bud --isolation chroot -t tlsbroker:dev .        (no Docker engine needed)
 #
-# TLSBROKER_PREBUILT (empty by default) names a tlsbroker binary inside the build context, built
-# on bookworm against the same packages, to use instead of compiling: the image smoke test
-# (tests/deploy) uses it to skip a several-minute compile. Everything else is the same.
+# TLSBROKER_PREBUILT and TLSBROKERCTL_PREBUILT (empty by default) name tlsbroker and tlsbrokerctl
+# binaries inside the build context, built on bookworm against the same packages and already
+# stripped, to use instead of compiling: the image smoke test (tests/deploy) uses them to skip the
+# compile and the build stage's -dev packages. The runtime stage is the same either way.
 
 FROM debian:bookworm-slim AS build
-# The -dev packages of scripts/install-deps.sh, without the test and benchmark ones.
-RUN apt-get update \
+ARG TLSBROKER_PREBUILT=""
+ARG TLSBROKERCTL_PREBUILT=""
+# The -dev packages of scripts/install-deps.sh, without the test and benchmark ones; not needed
+# to copy prebuilt binaries.
+RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then exit 0; fi \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config ca-certificates \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libabsl-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libasio-dev \
  && rm -rf /var/lib/apt/lists/*
-ARG TLSBROKER_PREBUILT=""
-ARG TLSBROKERCTL_PREBUILT=""
+# The commit tlsbroker_build_info reports (the context has no .git):
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) ...
+ARG GIT_COMMIT=""
 WORKDIR /src
 COPY . /src
 # tlsbrokerctl is in the image for `helm test` and for operators (kubectl exec).
@@ -28,12 +34,12 @@ RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then \
       && install -D -m 0755 "/src/${TLSBROKERCTL_PREBUILT}" /out/tlsbrokerctl; \
     else \
       cmake -S /src -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF \
+        -DTLSB_BUILD_TESTS=OFF -DTLSB_BUILD_BENCHMARKS=OFF -DTLSB_GIT_COMMIT="${GIT_COMMIT}" \
       && cmake --build /tmp/build --target tlsbroker tlsbrokerctl \
       && install -D -m 0755 /tmp/build/services/tlsbroker /out/tlsbroker \
-      && install -D -m 0755 /tmp/build/tools/tlsbrokerctl/tlsbrokerctl /out/tlsbrokerctl; \
-    fi \
- && strip --strip-debug /out/tlsbroker /out/tlsbrokerctl
+      && install -D -m 0755 /tmp/build/tools/tlsbrokerctl/tlsbrokerctl /out/tlsbrokerctl \
+      && strip --strip-debug /out/tlsbroker /out/tlsbrokerctl; \
+    fi
 
 FROM debian:bookworm-slim AS runtime
 ARG VERSION=0.1.0

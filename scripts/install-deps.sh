@@ -10,7 +10,10 @@ packages=(
   libabsl-dev libssl-dev prometheus-cpp-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev libasio-dev
   python3 python3-grpcio python3-grpc-tools prometheus
+  buildah debootstrap
 )
+# buildah and debootstrap: the container image test builds the real Dockerfile without a Docker
+# engine, on a base image bootstrapped from the Debian mirror (no container registry needed).
 
 missing=()
 for p in "${packages[@]}"; do

@@ -64,9 +64,12 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   auto metrics = PrometheusMetricsObserver::Create(s->metrics_registry_);
   if (!metrics.ok()) return metrics.status();
   s->metrics_ = *std::move(metrics);
+  s->metrics_->SetBuildInfo(start.version, start.commit);
   auto registry = BackendRegistry::Create(options, s->loops_.get(), s->metrics_.get());
   if (!registry.ok()) return registry.status();
   s->registry_ = *std::move(registry);
+  // The configuration is in force from here (before /metrics serves, so no scrape sees 0).
+  s->metrics_->OnConfigApplied(true, absl::Now());
   s->caller_limits_ = std::make_unique<CallerLeaseLimiter>(options.limits.max_leases_per_caller,
                                                            s->metrics_.get());
   s->metrics_->OnInsecureFilePermissions(static_cast<int>(options.insecure_files.size()));
@@ -105,9 +108,9 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
 
   HttpEndpoint::Handlers handlers;
   BrokerServer* raw = s.get();
-  handlers.metrics = [raw, text = PrometheusTextFrom(s->metrics_registry_)] {
+  handlers.metrics = [raw] {
     raw->metrics_->SyncLogLinesDropped(DroppedLogLines());
-    return text();
+    return SerializeMetrics({raw->metrics_registry_.get(), &raw->process_metrics_});
   };
   handlers.ready = [raw] {
     std::string body;
@@ -152,6 +155,12 @@ bool SameListen(const ListenOptions& a, const ListenOptions& b) {
 
 std::vector<std::string> BrokerServer::Reload(const BrokerOptions& next) {
   std::lock_guard<std::mutex> lock(reload_mu_);
+  std::vector<std::string> errors = ReloadLocked(next);
+  metrics_->OnConfigApplied(errors.empty(), absl::Now());
+  return errors;
+}
+
+std::vector<std::string> BrokerServer::ReloadLocked(const BrokerOptions& next) {
   if (shut_down_) return {"the broker is shutting down"};
   ListenOptions running_listen = options_.listen;
   ListenOptions next_listen = next.listen;
@@ -183,7 +192,11 @@ std::vector<std::string> BrokerServer::ReloadFromFile() {
     for (const ConfigError& e : report.errors) {
       errors.push_back(absl::StrCat(start_.config_path, ":", e.ToString()));
     }
-    if (errors.empty()) errors = Reload(report.options);
+    if (errors.empty()) {
+      errors = Reload(report.options);
+    } else {
+      metrics_->OnConfigApplied(false, absl::Now());
+    }
   }
   for (const std::string& e : errors) {
     LogEvent(LogLevel::kError, "reload rejected; the running configuration stays",

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "broker/config/options.h"
 #include "broker/io/event_loops.h"
+#include "broker/metrics/process_collector.h"
 #include "broker/metrics/prometheus_observer.h"
 #include "broker/pool/backend_registry.h"
 #include "services/admin_service.h"
@@ -39,6 +40,10 @@ struct BrokerServerStartOptions {
   // from a file is not available.
   std::string config_path;
   int ordinal = -1;  // Replica ordinal for {ordinal}; -1 = from $HOSTNAME.
+  // What tlsbroker_build_info says. Given by main() (build_info.h), so that a new commit
+  // relinks the executable only, not every test that runs a BrokerServer.
+  std::string version = "unknown";
+  std::string commit = "unknown";
 };
 
 class BrokerServer final {
@@ -62,6 +67,8 @@ class BrokerServer final {
 
   // Applies a new configuration without dropping leases (see BackendRegistry::Reload). The
   // listen section cannot change without a restart. Returns the errors that kept it out.
+  // Either way the outcome is exported (tlsbroker_config_last_reload_success and its
+  // timestamp).
   std::vector<std::string> Reload(const BrokerOptions& next);
   // Re-reads the config file given at start and applies it; errors (every one) are logged and
   // returned, and the running configuration stays.
@@ -80,6 +87,8 @@ class BrokerServer final {
  private:
   BrokerServer() = default;
   void HealthLoop();
+  // Reload() under reload_mu_, without reporting the outcome.
+  std::vector<std::string> ReloadLocked(const BrokerOptions& next);
 
   BrokerOptions options_;
   BrokerServerStartOptions start_;
@@ -88,6 +97,7 @@ class BrokerServer final {
   std::unique_ptr<EventLoops> loops_;
   std::shared_ptr<prometheus::Registry> metrics_registry_;
   std::unique_ptr<PrometheusMetricsObserver> metrics_;
+  ProcessCollector process_metrics_;  // process_* on the same /metrics page.
   std::unique_ptr<BackendRegistry> registry_;
   // limits.max_leases_per_caller; after metrics_ (it reports there), before the services.
   std::unique_ptr<CallerLeaseLimiter> caller_limits_;

@@ -29,12 +29,10 @@
 #include "broker/common/log.h"
 #include "broker/common/log_writer.h"
 #include "services/broker_server.h"
+#include "services/build_info.h"
 #include "services/caller_pattern.h"
+#include "services/grpc_log.h"
 #include "broker/pool/client_id.h"
-
-#ifndef TLSB_VERSION
-#define TLSB_VERSION "unknown"
-#endif
 
 namespace tlsbroker {
 namespace {
@@ -288,6 +286,24 @@ void PrintWarnings(const std::string& path, const ConfigReport& report) {
   }
 }
 
+// With --log-format json, what a starting broker says about its config is JSON lines like the
+// rest of its log (a log pipeline parses every line), with the position as numbers; in text it
+// reads as --check-config prints it.
+void LogConfigProblems(const std::string& path, const std::vector<ConfigError>& problems,
+                       LogLevel level, absl::string_view msg, absl::string_view key) {
+  for (const ConfigError& p : problems) {
+    // Without a position or a field (a problem of the whole file) those fields are left out.
+    std::vector<LogValue> fields = {LogValue::Str("file", path)};
+    if (p.line > 0) {
+      fields.push_back(LogValue::Int("line", p.line));
+      fields.push_back(LogValue::Int("column", p.column));
+    }
+    if (!p.field_path.empty()) fields.push_back(LogValue::Str("field", p.field_path));
+    fields.push_back(LogValue::Str(key, p.message));
+    LogEventWith(level, msg, fields);
+  }
+}
+
 int CheckConfig(const Flags& flags) {
   const ConfigReport report = LoadConfigFile(flags.config_path, flags.ordinal);
   if (!report.ok()) {
@@ -314,13 +330,25 @@ int Serve(const Flags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A backend that hangs up mid-write must give an error, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // Before gRPC starts, so that none of its lines escapes the broker's log format.
+  RouteGrpcLogsToBrokerLog();
 
   const ConfigReport report = LoadConfigFile(flags.config_path, flags.ordinal);
   if (!report.ok()) {
-    std::cerr << report.FormatErrors(flags.config_path);
+    if (LogFormatIsJson()) {
+      LogConfigProblems(flags.config_path, report.errors, LogLevel::kError, "config error",
+                        "error");
+    } else {
+      std::cerr << report.FormatErrors(flags.config_path);
+    }
     return kExitInvalidConfig;
   }
-  PrintWarnings(flags.config_path, report);
+  if (LogFormatIsJson()) {
+    LogConfigProblems(flags.config_path, report.warnings, LogLevel::kWarning, "config warning",
+                      "warning");
+  } else {
+    PrintWarnings(flags.config_path, report);
+  }
 
   // gRPC locks absl::Mutex on every call; Debian's Abseil is built with its lock-order
   // (deadlock) graph on, which costs every lock a graph lookup. A debugging aid, not a
@@ -332,6 +360,8 @@ int Serve(const Flags& flags) {
   start.io_threads = flags.io_threads;
   start.config_path = flags.config_path;
   start.ordinal = flags.ordinal;
+  start.version = std::string(BuildVersion());
+  start.commit = std::string(BuildCommit());
   auto server = BrokerServer::Start(report.options, start);
   if (!server.ok()) {
     LogEvent(LogLevel::kError, "cannot start", LogField("error", server.status().message()));
@@ -366,7 +396,7 @@ int Main(int argc, char** argv) {
     return kExitOk;
   }
   if (flags->version) {
-    std::cout << "tlsbroker " << TLSB_VERSION << "\n";
+    std::cout << "tlsbroker " << BuildVersion() << " (commit " << BuildCommit() << ")\n";
     return kExitOk;
   }
   return flags->check_config ? CheckConfig(*flags) : Serve(*flags);

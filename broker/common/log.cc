@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -150,18 +151,26 @@ void WriteLine(LogLevel level, const std::string& line) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+// `{"ts":...,"level":...,"msg":...` without the closing brace: the caller appends its members.
+std::string JsonLineStart(LogLevel level, absl::string_view msg) {
+  std::string json = "{\"ts\":";
+  AppendJsonString(&json, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                           absl::UTCTimeZone()));
+  json += ",\"level\":";
+  AppendJsonString(&json, LevelName(level));
+  json += ",\"msg\":";
+  AppendJsonString(&json, msg);
+  return json;
+}
+
 }  // namespace
+
+bool LogFormatIsJson() { return Format().load() == static_cast<int>(LogFormat::kJson); }
 
 void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields) {
   if (!LogEnabled(level)) return;
-  if (Format().load() == static_cast<int>(LogFormat::kJson)) {
-    std::string json = "{\"ts\":";
-    AppendJsonString(&json, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                             absl::UTCTimeZone()));
-    json += ",\"level\":";
-    AppendJsonString(&json, LevelName(level));
-    json += ",\"msg\":";
-    AppendJsonString(&json, msg);
+  if (LogFormatIsJson()) {
+    std::string json = JsonLineStart(level, msg);
     AppendFieldsAsJson(&json, fields);
     json += "}\n";
     WriteLine(level, json);
@@ -173,6 +182,48 @@ void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields) {
   if (!fields.empty()) absl::StrAppend(&line, " ", fields);
   line += '\n';
   WriteLine(level, line);
+}
+
+LogValue::LogValue(absl::string_view key, std::string value, bool quoted)
+    : key_(key), value_(std::move(value)), quoted_(quoted) {}
+
+LogValue LogValue::Str(absl::string_view key, absl::string_view value) {
+  return LogValue(key, std::string(value), /*quoted=*/true);
+}
+
+LogValue LogValue::Int(absl::string_view key, int64_t value) {
+  return LogValue(key, absl::StrCat(value), /*quoted=*/false);
+}
+
+LogValue LogValue::Bool(absl::string_view key, bool value) {
+  return LogValue(key, value ? "true" : "false", /*quoted=*/false);
+}
+
+void LogEventWith(LogLevel level, absl::string_view msg, absl::Span<const LogValue> fields) {
+  if (!LogEnabled(level)) return;
+  if (LogFormatIsJson()) {
+    std::string json = JsonLineStart(level, msg);
+    for (const LogValue& field : fields) {
+      json += ',';
+      AppendJsonString(&json, field.key());
+      json += ':';
+      if (field.quoted()) {
+        AppendJsonString(&json, field.value());
+      } else {
+        json += field.value();
+      }
+    }
+    json += "}\n";
+    WriteLine(level, json);
+    return;
+  }
+  std::string text;
+  for (const LogValue& field : fields) {
+    if (!text.empty()) text += ' ';
+    text += field.quoted() ? LogField(field.key(), field.value())
+                           : absl::StrCat(field.key(), "=", field.value());
+  }
+  LogEvent(level, msg, text);
 }
 
 }  // namespace tlsbroker

@@ -5,9 +5,11 @@
 // Debian's Abseil (20220623) predates absl/log, and the broker needs no more than this.
 // Thread-safe. Never pass key material or payload bytes.
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace tlsbroker {
 
@@ -30,6 +32,34 @@ void LogEvent(LogLevel level, absl::string_view msg, absl::string_view fields = 
 
 // Formats one `key="value"` pair with quotes and escapes as needed.
 std::string LogField(absl::string_view key, absl::string_view value);
+
+// A field that keeps its type: in JSON a number or boolean is written unquoted, so log
+// pipelines can compare and sum it without parsing strings. (LogEvent's preformatted fields
+// all become JSON strings.) In text the line reads as with LogField.
+class LogValue {
+ public:
+  static LogValue Str(absl::string_view key, absl::string_view value);
+  static LogValue Int(absl::string_view key, int64_t value);
+  static LogValue Bool(absl::string_view key, bool value);
+
+  const std::string& key() const { return key_; }
+  const std::string& value() const { return value_; }
+  // False for numbers and booleans: written as JSON literals.
+  bool quoted() const { return quoted_; }
+
+ private:
+  LogValue(absl::string_view key, std::string value, bool quoted);
+  std::string key_;
+  std::string value_;
+  bool quoted_;
+};
+
+// LogEvent with typed fields (a braced list or a vector).
+void LogEventWith(LogLevel level, absl::string_view msg, absl::Span<const LogValue> fields);
+
+// True when lines are written as JSON (SetLogFormat), for output that must match the log
+// stream, such as the config warnings printed at start.
+bool LogFormatIsJson();
 
 }  // namespace tlsbroker
 

@@ -15,6 +15,7 @@ namespace tlsbroker::metrics {
 // Metric names (sorted).
 inline constexpr absl::string_view kBackendConnectAttemptsTotal =
     "tlsbroker_backend_connect_attempts_total";
+inline constexpr absl::string_view kBuildInfo = "tlsbroker_build_info";
 inline constexpr absl::string_view kBytesTotal = "tlsbroker_bytes_total";
 inline constexpr absl::string_view kCallDurationSeconds = "tlsbroker_call_duration_seconds";
 inline constexpr absl::string_view kCallerLeaseLimitRefusalsTotal =
@@ -24,6 +25,10 @@ inline constexpr absl::string_view kCertVerifyFailuresTotal =
     "tlsbroker_cert_verify_failures_total";
 inline constexpr absl::string_view kClientCertNotAfterTimestampSeconds =
     "tlsbroker_client_cert_not_after_timestamp_seconds";
+inline constexpr absl::string_view kConfigLastReloadSuccess =
+    "tlsbroker_config_last_reload_success";
+inline constexpr absl::string_view kConfigLastReloadSuccessTimestampSeconds =
+    "tlsbroker_config_last_reload_success_timestamp_seconds";
 inline constexpr absl::string_view kCredentialReloadFailuresTotal =
     "tlsbroker_credential_reload_failures_total";
 inline constexpr absl::string_view kCrlNextUpdateTimestampSeconds =
@@ -43,6 +48,8 @@ inline constexpr absl::string_view kPeerCertNotAfterTimestampSeconds =
     "tlsbroker_peer_cert_not_after_timestamp_seconds";
 inline constexpr absl::string_view kPoolSockets = "tlsbroker_pool_sockets";
 inline constexpr absl::string_view kPoolWaiters = "tlsbroker_pool_waiters";
+inline constexpr absl::string_view kSocketBudgetLimitSockets =
+    "tlsbroker_socket_budget_limit_sockets";
 inline constexpr absl::string_view kSocketBudgetRefusalsTotal =
     "tlsbroker_socket_budget_refusals_total";
 inline constexpr absl::string_view kSocketBudgetSockets = "tlsbroker_socket_budget_sockets";
@@ -54,12 +61,15 @@ inline constexpr absl::string_view kTlsHandshakesTotal = "tlsbroker_tls_handshak
 
 inline constexpr absl::string_view kAllMetricNames[] = {
     kBackendConnectAttemptsTotal,
+    kBuildInfo,
     kBytesTotal,
     kCallDurationSeconds,
     kCallerLeaseLimitRefusalsTotal,
     kCallsTotal,
     kCertVerifyFailuresTotal,
     kClientCertNotAfterTimestampSeconds,
+    kConfigLastReloadSuccess,
+    kConfigLastReloadSuccessTimestampSeconds,
     kCredentialReloadFailuresTotal,
     kCrlNextUpdateTimestampSeconds,
     kCrlReloadFailuresTotal,
@@ -75,6 +85,7 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kPeerCertNotAfterTimestampSeconds,
     kPoolSockets,
     kPoolWaiters,
+    kSocketBudgetLimitSockets,
     kSocketBudgetRefusalsTotal,
     kSocketBudgetSockets,
     kSocketReusesTotal,
@@ -83,10 +94,26 @@ inline constexpr absl::string_view kAllMetricNames[] = {
     kTlsHandshakesTotal,
 };
 
+// The process metrics every Prometheus client library exports under these standard names
+// (no tlsbroker_ prefix, so generic dashboards and alerts find them), read from /proc/self at
+// scrape time (process_collector.h).
+inline constexpr absl::string_view kProcessCpuSecondsTotal = "process_cpu_seconds_total";
+inline constexpr absl::string_view kProcessMaxFds = "process_max_fds";
+inline constexpr absl::string_view kProcessOpenFds = "process_open_fds";
+inline constexpr absl::string_view kProcessResidentMemoryBytes = "process_resident_memory_bytes";
+inline constexpr absl::string_view kProcessStartTimeSeconds = "process_start_time_seconds";
+inline constexpr absl::string_view kProcessVirtualMemoryBytes = "process_virtual_memory_bytes";
+
+inline constexpr absl::string_view kProcessMetricNames[] = {
+    kProcessCpuSecondsTotal,     kProcessMaxFds,           kProcessOpenFds,
+    kProcessResidentMemoryBytes, kProcessStartTimeSeconds, kProcessVirtualMemoryBytes,
+};
+
 // Label names.
 inline constexpr absl::string_view kLabelAddress = "address";
 inline constexpr absl::string_view kLabelBackend = "backend";
 inline constexpr absl::string_view kLabelCode = "code";
+inline constexpr absl::string_view kLabelCommit = "commit";
 inline constexpr absl::string_view kLabelDirection = "direction";
 inline constexpr absl::string_view kLabelFile = "file";
 inline constexpr absl::string_view kLabelReason = "reason";
@@ -95,6 +122,7 @@ inline constexpr absl::string_view kLabelResumed = "resumed";
 inline constexpr absl::string_view kLabelSource = "source";
 inline constexpr absl::string_view kLabelState = "state";
 inline constexpr absl::string_view kLabelStatus = "status";
+inline constexpr absl::string_view kLabelVersion = "version";
 
 // backend_connect_attempts_total{result}.
 inline constexpr absl::string_view kConnectAttemptResults[] = {"ok", "failed"};
@@ -152,16 +180,11 @@ inline constexpr absl::string_view kResumedValues[] = {"false", "true"};
 inline constexpr absl::string_view kSocketStates[] = {"connecting", "idle", "leased",
                                                       "retiring"};
 
-// socket_budget_sockets{state}: the budget's limit (0 = unlimited) and the sockets counted
-// against it. No "other": OnSocketBudget() sets both explicitly.
-inline constexpr absl::string_view kSocketBudgetStates[] = {"limit", "used"};
-
-// leases_total{result}: how an acquire ended. "granted", or the refusal (the error code name
-// in lower case).
-inline constexpr absl::string_view kLeaseResults[] = {
-    "granted",      "deadline_exceeded", "resource_exhausted", "unavailable",
-    "cancelled",    "permission_denied", "failed_precondition", kOther,
-};
+// socket_budget_sockets{state}: the sockets counted against the budget. Its limit is a
+// family of its own (socket_budget_limit_sockets), so that summing this family means
+// something. The label stays, with its one value, so that queries written for
+// {state="used"} keep working.
+inline constexpr absl::string_view kSocketBudgetStates[] = {"used"};
 
 // leases_ended_total{result}: how a granted lease ended.
 inline constexpr absl::string_view kLeaseEndResults[] = {"clean", "broken", "reclaimed", kOther};
@@ -174,7 +197,9 @@ inline constexpr absl::string_view kCloseReasons[] = {
 // credential_reload_failures_total{file}: which watched file was rejected.
 inline constexpr absl::string_view kCredentialFiles[] = {"cert", "key", "ca", kOther};
 
-// calls_total{code}: gRPC status code names.
+// calls_total{code} and leases_total{code}: gRPC status code names, as gRPC spells them, in
+// code number order (kGrpcCodes[n] is the name of code n). A granted lease counts as "OK"; a
+// refused one under the code its caller got.
 inline constexpr absl::string_view kGrpcCodes[] = {
     "OK",
     "CANCELLED",

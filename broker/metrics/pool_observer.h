@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -32,8 +33,10 @@ class BackendObserver {
   virtual void OnWaiters(int waiters) = 0;
   // A lease was granted after `wait`; `reused` is true when the socket served an earlier lease.
   virtual void OnLeaseGranted(absl::Duration wait, bool reused) = 0;
-  // An acquire failed; `result` is "deadline_exceeded", "resource_exhausted", "unavailable", ...
-  virtual void OnLeaseRefused(absl::string_view result) = 0;
+  // An acquire failed with `code`, the status its caller gets (kDeadlineExceeded,
+  // kResourceExhausted, kUnavailable, kCancelled, kNotFound, ...). A code rather than a word,
+  // so that the metric's label is the gRPC code name the caller saw, spelt as Call's.
+  virtual void OnLeaseRefused(absl::StatusCode code) = 0;
   // A lease ended; `result` is "clean", "broken" or "reclaimed".
   virtual void OnLeaseEnded(absl::string_view result, absl::Duration duration) = 0;
   // A socket was closed; `reason` is idle, lifetime, max_leases, per_lease, revoked, expired,
@@ -93,7 +96,7 @@ class NullBackendObserver final : public BackendObserver {
   void OnSocketStates(int, int, int, int) override {}
   void OnWaiters(int) override {}
   void OnLeaseGranted(absl::Duration, bool) override {}
-  void OnLeaseRefused(absl::string_view) override {}
+  void OnLeaseRefused(absl::StatusCode) override {}
   void OnLeaseEnded(absl::string_view, absl::Duration) override {}
   void OnSocketClosed(absl::string_view) override {}
   void OnBytes(absl::string_view, uint64_t) override {}

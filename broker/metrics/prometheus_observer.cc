@@ -28,7 +28,6 @@ constexpr bool EndsWithOther(const absl::string_view (&values)[N]) {
 // LabelIndex() maps unknown values to the last entry; these sets must end with "other".
 static_assert(EndsWithOther(m::kHandshakeResults));
 static_assert(EndsWithOther(m::kCertVerifyFailureReasons));
-static_assert(EndsWithOther(m::kLeaseResults));
 static_assert(EndsWithOther(m::kLeaseEndResults));
 static_assert(EndsWithOther(m::kCloseReasons));
 static_assert(EndsWithOther(m::kGrpcCodes));
@@ -63,6 +62,19 @@ const Histogram::BucketBoundaries& CallBuckets() {
 
 std::string Str(absl::string_view s) { return std::string(s); }
 
+// kGrpcCodes is in code number order (absl's codes are gRPC's), so a code's index is its number;
+// anything outside 0..16 is "other".
+static_assert(m::kGrpcCodes[static_cast<int>(absl::StatusCode::kDeadlineExceeded)] ==
+                  "DEADLINE_EXCEEDED" &&
+              m::kGrpcCodes[static_cast<int>(absl::StatusCode::kUnauthenticated)] ==
+                  "UNAUTHENTICATED");
+size_t GrpcCodeIndex(absl::StatusCode code) {
+  const int n = static_cast<int>(code);
+  return n >= 0 && static_cast<size_t>(n) < std::size(m::kGrpcCodes) - 1
+             ? static_cast<size_t>(n)
+             : std::size(m::kGrpcCodes) - 1;
+}
+
 // One backend's series. Thread-safe: only atomic prometheus-cpp operations after construction.
 class PrometheusBackendObserver final : public BackendObserver {
  public:
@@ -89,7 +101,7 @@ class PrometheusBackendObserver final : public BackendObserver {
       sockets_[i] = &f.pool_sockets->Add(with(m::kLabelState, m::kSocketStates[i]));
     }
     waiters_ = &f.pool_waiters->Add(base);
-    Fill(*f.leases_total, with, m::kLabelResult, m::kLeaseResults, leases_);
+    Fill(*f.leases_total, with, m::kLabelCode, m::kGrpcCodes, leases_);
     lease_wait_ = &f.lease_wait_seconds->Add(base, LeaseWaitBuckets());
     socket_reuses_ = &f.socket_reuses_total->Add(base);
     Fill(*f.leases_ended_total, with, m::kLabelResult, m::kLeaseEndResults, leases_ended_);
@@ -133,12 +145,12 @@ class PrometheusBackendObserver final : public BackendObserver {
   }
   void OnWaiters(int waiters) override { waiters_->Set(waiters); }
   void OnLeaseGranted(absl::Duration wait, bool reused) override {
-    leases_[0]->Increment();  // "granted"
+    leases_[0]->Increment();  // "OK"
     lease_wait_->Observe(absl::ToDoubleSeconds(wait));
     if (reused) socket_reuses_->Increment();
   }
-  void OnLeaseRefused(absl::string_view result) override {
-    leases_[m::LabelIndex(m::kLeaseResults, result)]->Increment();
+  void OnLeaseRefused(absl::StatusCode code) override {
+    leases_[GrpcCodeIndex(code)]->Increment();
   }
   void OnLeaseEnded(absl::string_view result, absl::Duration duration) override {
     leases_ended_[m::LabelIndex(m::kLeaseEndResults, result)]->Increment();
@@ -210,7 +222,7 @@ class PrometheusBackendObserver final : public BackendObserver {
   std::array<Counter*, std::size(m::kCertVerifyFailureReasons)> cert_verify_failures_;
   std::array<Gauge*, std::size(m::kSocketStates)> sockets_;
   Gauge* waiters_;
-  std::array<Counter*, std::size(m::kLeaseResults)> leases_;
+  std::array<Counter*, std::size(m::kGrpcCodes)> leases_;
   Histogram* lease_wait_;
   Counter* socket_reuses_;
   std::array<Counter*, std::size(m::kLeaseEndResults)> leases_ended_;
@@ -239,9 +251,8 @@ static_assert(m::kConnectAttemptResults[0] == "ok", "OnConnectAttempt() relies o
 static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idle" &&
                   m::kSocketStates[2] == "leased" && m::kSocketStates[3] == "retiring",
               "OnSocketStates() relies on this order");
-static_assert(m::kLeaseResults[0] == "granted", "OnLeaseGranted() relies on this");
-static_assert(m::kSocketBudgetStates[0] == "limit" && m::kSocketBudgetStates[1] == "used",
-              "the budget series rely on this order");
+static_assert(m::kGrpcCodes[0] == "OK", "OnLeaseGranted() relies on this");
+static_assert(m::kSocketBudgetStates[0] == "used", "the budget series rely on this");
 static_assert(m::kHandshakeResults[0] == "ok", "OnHandshake() relies on this");
 static_assert(m::kResumedValues[1] == "true", "OnHandshake() relies on this");
 
@@ -263,6 +274,9 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
     auto histogram = [&r](absl::string_view name, const char* help) {
       return &prometheus::BuildHistogram().Name(Str(name)).Help(help).Register(r);
     };
+    f.build_info = gauge(m::kBuildInfo,
+                         "Always 1; the labels say which tlsbroker this is (version, and the git "
+                         "commit it was built from, or unknown).");
     f.bytes_total = counter(m::kBytesTotal,
                             "Application bytes moved on backend sockets, by direction (sent = to "
                             "the backend).");
@@ -279,6 +293,14 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
         gauge(m::kClientCertNotAfterTimestampSeconds,
               "Expiry (Unix time) of the client certificate the broker presents; 0 until "
               "loaded.");
+    f.config_last_reload_success =
+        gauge(m::kConfigLastReloadSuccess,
+              "1 when the latest configuration reload (SIGHUP or the admin Reload RPC) was "
+              "applied, 0 when it was rejected (the running configuration stays); 1 at start.");
+    f.config_last_reload_success_timestamp_seconds =
+        gauge(m::kConfigLastReloadSuccessTimestampSeconds,
+              "When (Unix time) the running configuration was applied: at start or by the "
+              "latest successful reload.");
     f.credential_reload_failures_total =
         counter(m::kCredentialReloadFailuresTotal,
                 "Changed client certificate, key or CA bundle files that were rejected (the "
@@ -302,7 +324,9 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
         histogram(m::kLeaseWaitSeconds, "Time from acquire to a granted lease.");
     f.leases_ended_total =
         counter(m::kLeasesEndedTotal, "Granted leases that ended, by how they ended.");
-    f.leases_total = counter(m::kLeasesTotal, "Lease acquisitions, by result.");
+    f.leases_total = counter(m::kLeasesTotal,
+                             "Lease acquisitions (Lease RPCs and Calls), by gRPC status code: OK "
+                             "for a granted lease, else the code of the refusal.");
     f.log_lines_dropped_total =
         counter(m::kLogLinesDroppedTotal,
                 "Log lines dropped because the log buffer was full (whatever reads the "
@@ -321,14 +345,17 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
               "until the first.");
     f.pool_sockets = gauge(m::kPoolSockets, "Sockets in the pool, by state.");
     f.pool_waiters = gauge(m::kPoolWaiters, "Acquires waiting for a socket.");
+    f.socket_budget_limit_sockets =
+        gauge(m::kSocketBudgetLimitSockets,
+              "The broker-wide socket budget, limits.max_backend_sockets (0 = unlimited).");
     f.socket_budget_refusals_total =
         counter(m::kSocketBudgetRefusalsTotal,
                 "Leases and Calls refused because the broker-wide socket budget "
                 "(limits.max_backend_sockets) was used up.");
     f.socket_budget_sockets =
         gauge(m::kSocketBudgetSockets,
-              "The broker-wide socket budget: state=limit (0 = unlimited) and state=used "
-              "(sockets open or connecting, all backends).");
+              "Sockets counted against the broker-wide socket budget (open or connecting, all "
+              "backends); the limit is tlsbroker_socket_budget_limit_sockets.");
     f.socket_reuses_total =
         counter(m::kSocketReusesTotal, "Leases served by a socket that had served an earlier one.");
     f.sockets_closed_total = counter(m::kSocketsClosedTotal, "Sockets closed, by reason.");
@@ -354,14 +381,32 @@ PrometheusMetricsObserver::PrometheusMetricsObserver(
       insecure_file_permissions_(families.insecure_file_permissions->Add({})),
       log_lines_dropped_(families.log_lines_dropped_total->Add({})),
       socket_budget_refusals_(families.socket_budget_refusals_total->Add({})),
-      socket_budget_limit_(families.socket_budget_sockets->Add(
-          {{Str(m::kLabelState), Str(m::kSocketBudgetStates[0])}})),
+      socket_budget_limit_(families.socket_budget_limit_sockets->Add({})),
       socket_budget_used_(families.socket_budget_sockets->Add(
-          {{Str(m::kLabelState), Str(m::kSocketBudgetStates[1])}})) {}
+          {{Str(m::kLabelState), Str(m::kSocketBudgetStates[0])}})),
+      config_reload_success_(families.config_last_reload_success->Add({})),
+      config_reload_success_timestamp_(
+          families.config_last_reload_success_timestamp_seconds->Add({})) {}
 
 void PrometheusMetricsObserver::OnSocketBudget(int limit, int used) {
   socket_budget_limit_.Set(limit);
   socket_budget_used_.Set(used);
+}
+
+void PrometheusMetricsObserver::OnConfigApplied(bool applied, absl::Time at) {
+  config_reload_success_.Set(applied ? 1 : 0);
+  // A rejected reload leaves the time the running configuration was applied.
+  if (applied) config_reload_success_timestamp_.Set(static_cast<double>(absl::ToUnixMicros(at)) / 1e6);
+}
+
+void PrometheusMetricsObserver::SetBuildInfo(absl::string_view version,
+                                             absl::string_view commit) {
+  MutexLock lock(&mu_);
+  if (build_info_set_) return;
+  build_info_set_ = true;
+  families_.build_info
+      ->Add({{Str(m::kLabelVersion), Str(version)}, {Str(m::kLabelCommit), Str(commit)}})
+      .Set(1);
 }
 
 void PrometheusMetricsObserver::SyncLogLinesDropped(uint64_t total) {
@@ -400,6 +445,16 @@ std::shared_ptr<BackendObserver> PrometheusMetricsObserver::ForBackend(absl::str
 
 std::string SerializeMetrics(const prometheus::Registry& registry) {
   return prometheus::TextSerializer().Serialize(registry.Collect());
+}
+
+std::string SerializeMetrics(const std::vector<const prometheus::Collectable*>& sources) {
+  std::vector<prometheus::MetricFamily> families;
+  for (const prometheus::Collectable* source : sources) {
+    std::vector<prometheus::MetricFamily> more = source->Collect();
+    families.insert(families.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace tlsbroker

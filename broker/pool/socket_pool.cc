@@ -123,7 +123,7 @@ uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
     std::optional<int> found =
         SlotForClientId(opts->client_id, opts->pool.max_sockets, request.client_id);
     if (!found.has_value()) {
-      observer_->OnLeaseRefused("not_found");
+      observer_->OnLeaseRefused(absl::StatusCode::kNotFound);
       std::move(done)(absl::NotFoundError(
           absl::StrCat("client ID ", request.client_id, " is not one of backend ", opts->name,
                        " (", FormatClientId(opts->client_id, 1), "..",
@@ -173,9 +173,7 @@ uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
   // Dispatch may have served or started connections for others: always carry it out.
   Run(std::move(actions));
   if (!refused.ok()) {
-    observer_->OnLeaseRefused(refused.code() == absl::StatusCode::kResourceExhausted
-                                  ? "resource_exhausted"
-                                  : "unavailable");
+    observer_->OnLeaseRefused(refused.code());
     std::move(done)(refused);
   }
   return ticket;
@@ -197,7 +195,7 @@ void SocketPool::CancelAcquire(uint64_t ticket) {
   }
   if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
   if (done) {
-    observer_->OnLeaseRefused("cancelled");
+    observer_->OnLeaseRefused(absl::StatusCode::kCancelled);
     std::move(done)(absl::CancelledError("acquire cancelled by the caller"));
   }
 }
@@ -237,7 +235,7 @@ void SocketPool::OnWaiterDeadline(uint64_t ticket) {
     }
   }
   if (!done) return;
-  observer_->OnLeaseRefused("deadline_exceeded");
+  observer_->OnLeaseRefused(absl::StatusCode::kDeadlineExceeded);
   std::string msg = absl::StrCat("no socket of backend ", opts->name, " became free within ",
                                  absl::FormatDuration(waited));
   if (!last_failure.ok()) absl::StrAppend(&msg, " (last connect failure: ", last_failure.message(), ")");
@@ -456,9 +454,7 @@ void SocketPool::Run(Actions actions) {
       auto timer = waiter.timer;
       asio::post(timer->get_executor(), [timer] { timer->cancel(); });
     }
-    observer_->OnLeaseRefused(status.code() == absl::StatusCode::kResourceExhausted
-                                  ? "resource_exhausted"
-                                  : "unavailable");
+    observer_->OnLeaseRefused(status.code());
     std::move(waiter.done)(status);
   }
   for (auto& [socket, reason] : actions.closes) {

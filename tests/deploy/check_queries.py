@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """Checks that every PromQL query of the Grafana dashboard and of the alert rules names metrics
-(and label matchers) that a real broker exports.
+(and label matchers) that a real broker exports, and that the dashboard's panels use its
+filters.
 
   check_queries.py --broker TLSBROKER --pki PKI_DIR FILE...   starts the broker itself
   check_queries.py --metrics-file METRICS.txt FILE...          against a saved /metrics page
 
 FILE is a dashboard (.json: every panel target's `expr` and every templating `query`) or a
-rules file (.yaml: every rule's `expr`). The broker is started on loopback ports chosen by the
+rules file (.yaml: every rule's `expr`). In a dashboard every metric selector of a panel must
+filter by the namespace and pod variables (`namespace=~"$namespace"`, `pod=~"$pod"`), so that
+picking a pod narrows every panel, and every query variable must be used by some panel. The
+broker is started on loopback ports chosen by the
 kernel with a generated config (one backend that is never dialled: the broker creates its
 labelled series up front), its /metrics page is fetched once, and the broker is stopped.
 """
@@ -25,7 +29,10 @@ import yaml
 
 # Labels Prometheus adds from the scrape target; queries may group or filter by them.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint", "le"}
-METRIC = re.compile(r"\b(tlsbroker_[a-zA-Z0-9_]+)\b(\{([^}]*)\})?")
+# The broker's own metrics and the standard process_* ones it exports.
+METRIC = re.compile(r"\b((?:tlsbroker|process)_[a-zA-Z0-9_]+)\b(\{([^}]*)\})?")
+# Filters every dashboard panel must apply to every metric it selects.
+PANEL_FILTERS = {"namespace": "$namespace", "pod": "$pod"}
 MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -59,13 +66,34 @@ def queries(path):
                 yield f"rule {rule.get('alert') or rule.get('record')!r}", rule["expr"]
 
 
+def dashboard_filter_problems(path):
+    """Panels that do not filter by the pod and namespace variables; variables no panel uses."""
+    problems = []
+    dash = json.load(open(path))
+    exprs = [(p.get("title"), t.get("expr", "")) for p in dash.get("panels", [])
+             for t in p.get("targets", [])]
+    for title, expr in exprs:
+        for name, _, matchers in METRIC.findall(expr):
+            given = {label: value for label, op, value in MATCHER.findall(matchers) if op == "=~"}
+            for label, var in PANEL_FILTERS.items():
+                if given.get(label) != var:
+                    problems.append(f"{path}: panel {title!r}: {name} is not filtered by "
+                                    f'{label}=~"{var}"')
+    for var in dash.get("templating", {}).get("list", []):
+        if var.get("type") == "query" and not any(f"${var['name']}" in e for _, e in exprs):
+            problems.append(f"{path}: variable {var['name']!r} is used by no panel")
+    return problems
+
+
 def check(paths, series):
     problems = []
     checked = 0
     for path in paths:
+        if path.endswith(".json"):
+            problems += dashboard_filter_problems(path)
         for where, expr in queries(path):
             names = METRIC.findall(expr)
-            if not names and "tlsbroker" not in expr:
+            if not names and "tlsbroker" not in expr and "process_" not in expr:
                 problems.append(f"{path}: {where}: names no tlsbroker metric: {expr}")
             for name, _, matchers in names:
                 checked += 1

@@ -80,7 +80,8 @@ TEST_F(SocketBudgetFaultTest, LeaseBeyondBudgetIsResourceExhaustedAndHeldLeasesS
     ASSERT_NE(held.back().stream, nullptr) << backend << ": " << failure.error_message();
   }
   EXPECT_EQ(broker_->registry().budget().used(), 3);
-  EXPECT_EQ(BudgetMetric("tlsbroker_socket_budget_sockets{state=\"limit\"}"), 3);
+  // The configured limit, in its own family.
+  EXPECT_EQ(BudgetMetric("tlsbroker_socket_budget_limit_sockets"), 3);
   EXPECT_EQ(BudgetMetric("tlsbroker_socket_budget_sockets{state=\"used\"}"), 3);
 
   // The 4th lease, on either backend: refused at once (its acquire timeout is 5 s and its
@@ -99,6 +100,10 @@ TEST_F(SocketBudgetFaultTest, LeaseBeyondBudgetIsResourceExhaustedAndHeldLeasesS
   grpc::Status call = Call("call", &response);
   EXPECT_EQ(call.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << call.error_message();
   EXPECT_EQ(BudgetMetric("tlsbroker_socket_budget_refusals_total"), 3);
+  // The refused leases count under the code their callers got, spelt as Calls spell it.
+  EXPECT_EQ(testutil::MetricSum(Metrics(), "tlsbroker_leases_total",
+                                {"code=\"RESOURCE_EXHAUSTED\""}),
+            3);
   // No connection beyond the budget was even attempted (accepts are counted before a lease
   // on the socket can be granted).
   EXPECT_EQ(backend_->connections_accepted() + backend2_->connections_accepted(), 3);

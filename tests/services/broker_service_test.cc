@@ -488,6 +488,9 @@ TEST_F(BrokerServiceTest, MetricsEndpointListsEveryDesignMetric) {
   for (absl::string_view name : metrics::kAllMetricNames) {
     EXPECT_THAT(metrics, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
   }
+  for (absl::string_view name : metrics::kProcessMetricNames) {
+    EXPECT_THAT(metrics, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
+  }
   EXPECT_GE(MetricValue(metrics, "tlsbroker_pool_sockets{backend=\"raw\",state=\"idle\"}"), 0);
 }
 

@@ -311,6 +311,7 @@ class HttpEndpointRegistryTest : public HttpEndpointTest {
     auto observer = PrometheusMetricsObserver::Create(registry_);
     ASSERT_TRUE(observer.ok()) << observer.status();
     observer_ = *std::move(observer);
+    observer_->SetBuildInfo("0.0.0-test", "unknown");
     std::shared_ptr<BackendObserver> b1 = observer_->ForBackend("b1");
     b1->OnAddresses({"b1.example:9999"});  // As the pool does when it is created.
     b1->OnHandshake("ok", /*resumed=*/false, absl::Milliseconds(12));

@@ -1,7 +1,9 @@
 // Reload and shutdown: a broken config never replaces the running one, a good one changes new
-// sockets only, and SIGTERM under load drains cleanly (the real tlsbroker binary).
+// sockets only, and SIGTERM under load drains cleanly (the real tlsbroker binary). Also what
+// /metrics says about the process, the build and the outcome of reloads.
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <fstream>
@@ -11,8 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "broker/config/load_options.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/services/broker_test_env.h"
 #include "tests/support/subprocess.h"
@@ -93,6 +98,37 @@ class LifecycleTest : public ::testing::Test {
   grpc::Status Reload(v1::ReloadResponse* response) {
     grpc::ClientContext context;
     return admin_->Reload(&context, v1::ReloadRequest(), response);
+  }
+
+  // The in-process broker's /metrics page.
+  std::string Metrics() {
+    auto response = testutil::HttpGet("127.0.0.1", broker_->metrics_port(), "/metrics");
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->body : "";
+  }
+
+  // Starts the tlsbroker binary on config_path_ with `args` (and `env`, NAME=VALUE, through
+  // env(1)); its metrics port goes to `metrics_port`.
+  std::unique_ptr<testutil::Subprocess> StartBinary(const std::vector<std::string>& args,
+                                                    int* metrics_port,
+                                                    const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv;
+    if (!env.empty()) {
+      argv.push_back("/usr/bin/env");
+      argv.insert(argv.end(), env.begin(), env.end());
+    }
+    argv.insert(argv.end(), {TLSB_BROKER_BINARY, "--config", config_path_});
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto broker = testutil::Subprocess::Start(argv, dir_ + "/broker.log");
+    EXPECT_TRUE(broker.ok()) << broker.status();
+    if (!broker.ok()) return nullptr;
+    EXPECT_TRUE((*broker)->WaitForLog("tlsbroker serving", absl::Seconds(20)).ok())
+        << (*broker)->ReadLog();
+    std::smatch match;
+    const std::string log = (*broker)->ReadLog();
+    EXPECT_TRUE(std::regex_search(log, match, std::regex("\\(port ([0-9]+)\\)"))) << log;
+    *metrics_port = match.empty() ? 0 : std::stoi(match[1].str());
+    return *std::move(broker);
   }
 
   std::unique_ptr<testutil::TlsTestServer> backend_;
@@ -271,6 +307,155 @@ TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
   EXPECT_EQ(other.load(), 0);
   EXPECT_GT(unavailable.load(), 0);
   EXPECT_THAT((*broker)->ReadLog(), HasSubstr("tlsbroker stopped"));
+}
+
+// The outcome of reloads through the real reload path (BrokerAdmin.Reload re-reads the file):
+// 1 with a timestamp at start; a broken file sets 0 and leaves the timestamp of the
+// configuration still in force; a good one sets 1 and a timestamp not before the reload.
+TEST_F(LifecycleTest, ReloadOutcomeIsExportedWithTheTimeOfTheLastSuccess) {
+  StartInProcess();
+  const std::string success = "tlsbroker_config_last_reload_success";
+  const std::string timestamp = "tlsbroker_config_last_reload_success_timestamp_seconds";
+  std::string page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 1) << page;
+  const double started = testutil::MetricValue(page, timestamp);
+  EXPECT_GT(started, 0) << page;
+
+  WriteFile(config_path_, absl::StrReplaceAll(ConfigYaml(backend_->port()),
+                                              {{"server_name: localhost", "server_nam: x"}}));
+  v1::ReloadResponse refused;
+  ASSERT_EQ(Reload(&refused).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 0) << page;
+  EXPECT_EQ(testutil::MetricValue(page, timestamp), started) << page;
+
+  // Milliseconds: what the page shows of the time may round below the exact instant.
+  const double before =
+      static_cast<double>(absl::ToUnixMillis(absl::Now())) / 1000.0;
+  WriteFile(config_path_, ConfigYaml(backend_->port(), "client2"));
+  v1::ReloadResponse applied;
+  grpc::Status status = Reload(&applied);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  page = Metrics();
+  EXPECT_EQ(testutil::MetricValue(page, success), 1) << page;
+  EXPECT_GE(testutil::MetricValue(page, timestamp), before) << page;
+}
+
+// The tlsbroker binary's /metrics carries the standard process metrics (read from its /proc),
+// which build it is, and the socket budget's configured limit in a family of its own.
+TEST_F(LifecycleTest, BinaryExportsProcessBuildAndBudgetLimitMetrics) {
+  WriteFile(config_path_,
+            ConfigYaml(backend_->port()) + "limits:\n  max_backend_sockets: 40\n");
+  int port = 0;
+  std::unique_ptr<testutil::Subprocess> broker = StartBinary({}, &port);
+  ASSERT_NE(broker, nullptr);
+  ASSERT_GT(port, 0);
+  auto response = testutil::HttpGet("127.0.0.1", port, "/metrics");
+  ASSERT_TRUE(response.ok()) << response.status();
+  const std::string& page = response->body;
+
+  // The child inherits this process's descriptor limit.
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  EXPECT_EQ(testutil::MetricValue(page, "process_max_fds"), static_cast<double>(limit.rlim_cur))
+      << page;
+  // Its listeners alone are open descriptors.
+  EXPECT_GT(testutil::MetricValue(page, "process_open_fds"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_resident_memory_bytes"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_virtual_memory_bytes"), 0) << page;
+  EXPECT_GT(testutil::MetricValue(page, "process_start_time_seconds"), 0) << page;
+  EXPECT_GE(testutil::MetricValue(page, "process_cpu_seconds_total"), 0) << page;
+  EXPECT_THAT(page, HasSubstr("# TYPE process_cpu_seconds_total counter"));
+
+  std::smatch build;
+  ASSERT_TRUE(std::regex_search(
+      page, build,
+      std::regex("\ntlsbroker_build_info\\{commit=\"([^\"]*)\",version=\"([^\"]*)\"\\} 1\n")))
+      << page;
+  EXPECT_EQ(build[2].str(), TLSB_EXPECTED_VERSION);
+  EXPECT_TRUE(std::regex_match(build[1].str(), std::regex("[0-9a-f]{7,40}|unknown")))
+      << build[1].str();
+
+  EXPECT_EQ(testutil::MetricValue(page, "tlsbroker_socket_budget_limit_sockets"), 40) << page;
+  EXPECT_GE(testutil::MetricValue(page, "tlsbroker_socket_budget_sockets{state=\"used\"}"), 0)
+      << page;
+  EXPECT_EQ(broker->Stop(absl::Seconds(20)), 0) << broker->ReadLog();
+}
+
+// With --log-format json every line the broker writes is one JSON object, including the config
+// warnings printed at start (their position as numbers) and gRPC's own log lines (at
+// GRPC_VERBOSITY=INFO gRPC logs its pollers and server setup at start), which carry gRPC's file
+// and line.
+TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
+  // A backend nobody may use: allowed, with a warning.
+  const std::string nobody = absl::StrCat("  - name: nobody\n    address: 127.0.0.1:",
+                                          backend_->port(), R"(
+    server_name: localhost
+    tls: {ca: )", testutil::PkiPath("ec", "root.crt"), R"(}
+    framing: {delimiter: "\n"}
+    client_id: {prefix: NOB}
+    allowed_callers: []
+)");
+  const std::string config = ConfigYaml(backend_->port(), "client", nobody);
+  WriteFile(config_path_, config);
+  // The warning's line: where `allowed_callers: []` stands.
+  int warning_line = 0;
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(config, '\n')) {
+    ++n;
+    if (absl::StrContains(line, "allowed_callers: []")) warning_line = n;
+  }
+  ASSERT_GT(warning_line, 0);
+
+  int port = 0;
+  std::unique_ptr<testutil::Subprocess> broker =
+      StartBinary({"--log-format", "json"}, &port, {"GRPC_VERBOSITY=INFO"});
+  ASSERT_NE(broker, nullptr);
+  // One Call, so that gRPC has its say about a connection too.
+  std::smatch grpc_port;
+  const std::string started = broker->ReadLog();
+  ASSERT_TRUE(std::regex_search(started, grpc_port,
+                                std::regex("\"grpc\":\"127\\.0\\.0\\.1:([0-9]+)\"")))
+      << started;
+  stub_ = v1::Broker::NewStub(
+      testutil::BrokerChannel(absl::StrCat("localhost:", grpc_port[1].str())));
+  v1::CallResponse response;
+  ASSERT_TRUE(Call("json", &response).ok());
+  ASSERT_EQ(broker->Stop(absl::Seconds(20)), 0) << broker->ReadLog();
+
+  const std::string log = broker->ReadLog();
+  int lines = 0;
+  bool warning_seen = false, grpc_seen = false;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    ++lines;
+    google::protobuf::Struct object;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &object).ok())
+        << "not a JSON object: " << line;
+    const auto& f = object.fields();
+    ASSERT_TRUE(f.count("ts") && f.count("level") && f.count("msg")) << line;
+    if (f.at("msg").string_value() == "config warning" && f.count("field") &&
+        f.at("field").string_value() == "backends[1].allowed_callers") {
+      warning_seen = true;
+      EXPECT_EQ(f.at("level").string_value(), "warning") << line;
+      EXPECT_EQ(f.at("file").string_value(), config_path_) << line;
+      EXPECT_THAT(f.at("warning").string_value(), HasSubstr("no caller may lease")) << line;
+      // Numbers, not strings.
+      ASSERT_EQ(f.at("line").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_EQ(f.at("line").number_value(), warning_line) << line;
+      ASSERT_EQ(f.at("column").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_GT(f.at("column").number_value(), 0) << line;
+    }
+    if (f.count("logger") && f.at("logger").string_value() == "grpc") {
+      grpc_seen = true;
+      EXPECT_EQ(f.at("level").string_value(), "info") << line;
+      EXPECT_FALSE(f.at("file").string_value().empty()) << line;
+      ASSERT_EQ(f.at("line").kind_case(), google::protobuf::Value::kNumberValue) << line;
+      EXPECT_GT(f.at("line").number_value(), 0) << line;
+    }
+  }
+  EXPECT_GT(lines, 0);
+  EXPECT_TRUE(warning_seen) << log;
+  EXPECT_TRUE(grpc_seen) << log;
 }
 
 }  // namespace

@@ -309,7 +309,7 @@ TEST_F(MetricsUnderTrafficTest, EveryFamilyShowsTheValuesRealTrafficProduced) {
   EXPECT_EQ(Value("tlsbroker_bytes_total", {framed, "direction=\"received\""}, page),
             static_cast<double>(received));
   // Leases: 3 Calls + 2 Leases granted; the second Lease waited (a positive wait).
-  EXPECT_EQ(Value("tlsbroker_leases_total", {framed, "result=\"granted\""}, page), 5);
+  EXPECT_EQ(Value("tlsbroker_leases_total", {framed, "code=\"OK\""}, page), 5);
   EXPECT_EQ(Value("tlsbroker_lease_wait_seconds_count", {framed}, page), 5);
   EXPECT_GT(Value("tlsbroker_lease_wait_seconds_sum", {framed}, page), 0);
   EXPECT_EQ(Value("tlsbroker_leases_ended_total", {framed, "result=\"clean\""}, page), 5);

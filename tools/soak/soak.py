@@ -332,7 +332,7 @@ backends:
             return int(soak_metrics.total(m, BACKEND, name, **match))
         row["waiters"] = total("tlsbroker_pool_waiters")
         row["calls_failed"] = total("tlsbroker_calls_total", code="!OK")
-        row["leases_refused"] = total("tlsbroker_leases_total", result="!granted")
+        row["leases_refused"] = total("tlsbroker_leases_total", code="!OK")
         row["hs_failed"] = total("tlsbroker_tls_handshakes_total", result="!ok")
         row["events"] = "".join(self.events) or "-"
         self.events = []

@@ -169,5 +169,30 @@ TEST(LogWriterTest, StalledReaderCostsCountedDroppedLinesNotABlockedCaller) {
   EXPECT_EQ(static_cast<uint64_t>(kept) + dropped, static_cast<uint64_t>(kLines));
 }
 
+// Typed fields: in JSON numbers and booleans are literals and strings are escaped; in text the
+// line reads as LogField writes it. (LogEvent's text fields would all become JSON strings.)
+TEST(LogWriterTest, TypedFieldsKeepTheirTypeInJsonAndReadAsBeforeInText) {
+  Pipe pipe;
+  StartBackgroundLogWriter(pipe.write_fd(), 4 << 20);
+  SetLogFormat(LogFormat::kJson);
+  LogEventWith(LogLevel::kWarning, "config warning",
+               {LogValue::Str("file", "/etc/a \"b\".yaml"), LogValue::Int("line", 12),
+                LogValue::Int("column", -3), LogValue::Bool("stale", true)});
+  SetLogFormat(LogFormat::kText);
+  LogEventWith(LogLevel::kWarning, "config warning",
+               {LogValue::Str("file", "/etc/a b.yaml"), LogValue::Int("line", 12)});
+  FlushLogs();
+  const std::string got = pipe.Drain();
+  StopBackgroundLogWriter();
+  EXPECT_NE(got.find("\"level\":\"warning\",\"msg\":\"config warning\","
+                     "\"file\":\"/etc/a \\\"b\\\".yaml\",\"line\":12,\"column\":-3,"
+                     "\"stale\":true}\n"),
+            std::string::npos)
+      << got;
+  EXPECT_NE(got.find("level=warning msg=\"config warning\" file=\"/etc/a b.yaml\" line=12\n"),
+            std::string::npos)
+      << got;
+}
+
 }  // namespace
 }  // namespace tlsbroker

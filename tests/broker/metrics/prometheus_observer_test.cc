@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -103,7 +104,7 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 28u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 32u);
 }
 
 // Connect attempts count per address and result; an address the pool never named is ignored
@@ -136,6 +137,8 @@ TEST(MetricNamesTest, LabelIndexMapsUnknownValuesToOther) {
 TEST_F(PrometheusObserverTest, SeriesExistBeforeAnyCallback) {
   const std::string text = SerializeMetrics(*registry_);
   for (absl::string_view name : m::kAllMetricNames) {
+    // Its one series names the build, which the server supplies (SetBuildInfo).
+    if (name == m::kBuildInfo) continue;
     EXPECT_TRUE(absl::StrContains(text, absl::StrCat("# TYPE ", name, " "))) << name;
   }
   for (absl::string_view result : m::kHandshakeResults) {
@@ -179,13 +182,13 @@ TEST_F(PrometheusObserverTest, OnHandshakeCountsByResultAndResumed) {
 TEST_F(PrometheusObserverTest, LeaseCallbacksMoveLeaseSeries) {
   backend_->OnLeaseGranted(absl::Microseconds(50), /*reused=*/false);
   backend_->OnLeaseGranted(absl::Milliseconds(3), /*reused=*/true);
-  backend_->OnLeaseRefused("deadline_exceeded");
-  backend_->OnLeaseRefused("resource_exhausted");
+  backend_->OnLeaseRefused(absl::StatusCode::kDeadlineExceeded);
+  backend_->OnLeaseRefused(absl::StatusCode::kResourceExhausted);
   backend_->OnLeaseEnded("clean", absl::Seconds(2));
   backend_->OnLeaseEnded("reclaimed", absl::Hours(1));
-  EXPECT_EQ(Value(m::kLeasesTotal, {{"result", "granted"}}), 2.0);
-  EXPECT_EQ(Value(m::kLeasesTotal, {{"result", "deadline_exceeded"}}), 1.0);
-  EXPECT_EQ(Value(m::kLeasesTotal, {{"result", "resource_exhausted"}}), 1.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "OK"}}), 2.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "DEADLINE_EXCEEDED"}}), 1.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "RESOURCE_EXHAUSTED"}}), 1.0);
   EXPECT_EQ(Value(m::kSocketReusesTotal), 1.0);
   EXPECT_EQ(Value("tlsbroker_lease_wait_seconds_count"), 2.0);
   EXPECT_EQ(Value("tlsbroker_lease_wait_seconds_bucket", {{"le", "0.0001"}}), 1.0);
@@ -276,12 +279,12 @@ TEST_F(PrometheusObserverTest, UnknownLabelValueCountsAsOther) {
   backend_->OnHandshake("some_new_failure", false, absl::Seconds(1));
   backend_->OnSocketClosed("cosmic_ray");
   backend_->OnCall("NOT_A_CODE", absl::Seconds(1));
-  backend_->OnLeaseRefused("weird");
+  backend_->OnLeaseRefused(static_cast<absl::StatusCode>(42));
   backend_->OnCertVerifyFailure("odd");
   EXPECT_EQ(Value(m::kTlsHandshakesTotal, {{"result", "other"}, {"resumed", "false"}}), 1.0);
   EXPECT_EQ(Value(m::kSocketsClosedTotal, {{"reason", "other"}}), 1.0);
   EXPECT_EQ(Value(m::kCallsTotal, {{"code", "other"}}), 1.0);
-  EXPECT_EQ(Value(m::kLeasesTotal, {{"result", "other"}}), 1.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "other"}}), 1.0);
   EXPECT_EQ(Value(m::kCertVerifyFailuresTotal, {{"reason", "other"}}), 1.0);
   EXPECT_EQ(Value(m::kSocketsClosedTotal, {{"reason", "cosmic_ray"}}), std::nullopt);
   EXPECT_EQ(ParseSamples(SerializeMetrics(*registry_)).size(), series_before);
@@ -377,8 +380,10 @@ TEST_F(PrometheusObserverTest, BrokerWideSeriesReportBudgetRefusalsAndInsecureFi
     }
     return std::nullopt;
   };
-  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "limit"}}), 3.0);
+  // The limit has a family of its own: summing the usage family sums usage only.
+  EXPECT_EQ(global(m::kSocketBudgetLimitSockets), 3.0);
   EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "used"}}), 2.0);
+  EXPECT_EQ(global(m::kSocketBudgetSockets, {{"state", "limit"}}), std::nullopt);
   EXPECT_EQ(global(m::kSocketBudgetRefusalsTotal), 2.0);
   EXPECT_EQ(global(m::kCallerLeaseLimitRefusalsTotal), 1.0);
   EXPECT_EQ(global(m::kInsecureFilePermissions), 1.0);
@@ -400,6 +405,60 @@ TEST_F(PrometheusObserverTest, LogLinesDroppedFollowsTheWritersCountWithoutDoubl
   EXPECT_EQ(dropped(), 3.0);
   observer_->SyncLogLinesDropped(10);
   EXPECT_EQ(dropped(), 10.0);
+}
+
+// Calls and leases label their outcome with the same label and the same gRPC code names, so
+// one query can join or compare them: every code a Call can report, a lease can too.
+TEST_F(PrometheusObserverTest, CallsAndLeasesShareOneSpellingOfStatusCodes) {
+  backend_->OnCall("RESOURCE_EXHAUSTED", absl::Milliseconds(1));
+  backend_->OnLeaseRefused(absl::StatusCode::kResourceExhausted);
+  backend_->OnLeaseRefused(absl::StatusCode::kNotFound);
+  EXPECT_EQ(Value(m::kCallsTotal, {{"code", "RESOURCE_EXHAUSTED"}}), 1.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "RESOURCE_EXHAUSTED"}}), 1.0);
+  EXPECT_EQ(Value(m::kLeasesTotal, {{"code", "NOT_FOUND"}}), 1.0);
+  std::map<std::string, std::set<std::string>> codes;
+  for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+    if (sample.name != m::kCallsTotal && sample.name != m::kLeasesTotal) continue;
+    ASSERT_EQ(sample.labels.count("code"), 1u) << sample.name;
+    ASSERT_EQ(sample.labels.count("result"), 0u) << sample.name;
+    codes[sample.name].insert(sample.labels.at("code"));
+  }
+  EXPECT_EQ(codes[std::string(m::kCallsTotal)], codes[std::string(m::kLeasesTotal)]);
+  EXPECT_EQ(codes[std::string(m::kLeasesTotal)].size(), std::size(m::kGrpcCodes));
+}
+
+// A configuration applied (at start or by a reload) sets success 1 and its time; a rejected
+// reload sets success 0 and leaves the time of the configuration still in force.
+TEST_F(PrometheusObserverTest, ConfigReloadOutcomeKeepsTheTimeOfTheLastSuccess) {
+  auto global = [this](absl::string_view name) -> std::optional<double> {
+    for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+      if (sample.name == name && sample.labels.empty()) return sample.value;
+    }
+    return std::nullopt;
+  };
+  observer_->OnConfigApplied(true, absl::FromUnixMillis(1700000000250));
+  EXPECT_EQ(global(m::kConfigLastReloadSuccess), 1.0);
+  EXPECT_EQ(global(m::kConfigLastReloadSuccessTimestampSeconds), 1700000000.25);
+  observer_->OnConfigApplied(false, absl::FromUnixSeconds(1700000100));
+  EXPECT_EQ(global(m::kConfigLastReloadSuccess), 0.0);
+  EXPECT_EQ(global(m::kConfigLastReloadSuccessTimestampSeconds), 1700000000.25);
+  observer_->OnConfigApplied(true, absl::FromUnixSeconds(1700000200));
+  EXPECT_EQ(global(m::kConfigLastReloadSuccess), 1.0);
+  EXPECT_EQ(global(m::kConfigLastReloadSuccessTimestampSeconds), 1700000200.0);
+}
+
+// tlsbroker_build_info is one series, value 1, with the version and commit as labels; a second
+// call cannot add another build to the page.
+TEST_F(PrometheusObserverTest, BuildInfoIsOneSeriesWithVersionAndCommit) {
+  observer_->SetBuildInfo("1.2.3", "0123456789ab");
+  observer_->SetBuildInfo("9.9.9", "other");
+  std::vector<Sample> build;
+  for (const Sample& sample : ParseSamples(SerializeMetrics(*registry_))) {
+    if (sample.name == m::kBuildInfo) build.push_back(sample);
+  }
+  ASSERT_EQ(build.size(), 1u);
+  EXPECT_EQ(build[0].value, 1.0);
+  EXPECT_EQ(build[0].labels, (Labels{{"commit", "0123456789ab"}, {"version", "1.2.3"}}));
 }
 
 }  // namespace

@@ -26,8 +26,8 @@ class RecordingObserver final : public BackendObserver {
   void OnLeaseGranted(absl::Duration, bool reused) override {
     Count(reused ? "lease:reused" : "lease:new");
   }
-  void OnLeaseRefused(absl::string_view result) override {
-    Count("refused:" + std::string(result));
+  void OnLeaseRefused(absl::StatusCode code) override {
+    Count("refused:" + absl::StatusCodeToString(code));
   }
   void OnLeaseEnded(absl::string_view result, absl::Duration) override {
     Count("ended:" + std::string(result));

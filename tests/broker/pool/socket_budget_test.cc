@@ -128,7 +128,7 @@ TEST_F(SocketBudgetPoolTest, CallerBeyondTheBudgetIsRefusedAndHeldLeasesWork) {
   ASSERT_FALSE(by_id.ok());
   EXPECT_EQ(by_id.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(metrics_.refused_, 2);
-  EXPECT_EQ(observer_->Get("refused:resource_exhausted"), 2);
+  EXPECT_EQ(observer_->Get("refused:RESOURCE_EXHAUSTED"), 2);
   // No connection beyond the budget (accepts are counted before a lease on them can exist).
   EXPECT_EQ(server_->connections_accepted(), 3);
 

@@ -390,7 +390,7 @@ TEST_F(SocketPoolTest, WaiterTimesOutWithDeadlineExceeded) {
   // asserted (a slow machine can only make it longer).
   auto second = AcquireSync(*pool_, "", absl::Milliseconds(200));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(observer_->Get("refused:deadline_exceeded"), 1);
+  EXPECT_EQ(observer_->Get("refused:DEADLINE_EXCEEDED"), 1);
 }
 
 // Beyond max_waiters, acquires are refused at once with RESOURCE_EXHAUSTED.
