@@ -261,7 +261,9 @@ void BrokerServer::HealthLoop() {
   while (!stopping_) {
     lock.unlock();
     if (health != nullptr) {
-      health->SetServingStatus("", true);
+      // The whole server: not serving during a whole-broker drain, so clients that check
+      // gRPC health (client-side balancing over the pods) move away as the kubelet does.
+      health->SetServingStatus("", !registry_->BrokerDraining());
       for (const auto& pool : registry_->All()) {
         PoolStats stats = pool->Stats();
         bool serving = !registry_->IsDraining(pool->options()->name) &&

@@ -12,6 +12,11 @@
 #include "broker/metrics/metric_names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <future>
+
+#include <google/protobuf/wrappers.pb.h>
+#include <grpcpp/generic/generic_stub.h>
+
 #include "services/trace_context.h"
 #include "tests/services/broker_test_env.h"
 #include "tests/services/log_capture.h"
@@ -91,6 +96,23 @@ class BrokerServiceTest : public ::testing::Test {
     auto r = testutil::HttpGet("127.0.0.1", broker_->metrics_port(), "/readyz");
     if (!r.ok()) return {-1, std::string(r.status().message())};
     return {r->status, r->body};
+  }
+
+  // The gRPC health status of `service` ("" = the whole server): 1 SERVING, 2 NOT_SERVING,
+  // -1 when the call failed. grpc.health.v1's two messages are wire-compatible with these
+  // wrappers (a string and an enum, both field 1), and no health stub ships with gRPC.
+  int HealthStatus(const std::string& service) {
+    grpc::TemplatedGenericStub<google::protobuf::StringValue, google::protobuf::Int32Value> stub(
+        testutil::BrokerChannel(target_));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    google::protobuf::StringValue request;
+    request.set_value(service);
+    google::protobuf::Int32Value response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                   &response, [&done](grpc::Status status) { done.set_value(status); });
+    return done.get_future().get().ok() ? response.value() : -1;
   }
 
   grpc::Status Drain(const std::string& backend, bool all = false,
@@ -613,10 +635,14 @@ TEST_F(BrokerServiceTest, ReadinessFollowsWholeBrokerDrainNotOneDrainedBackend) 
   EXPECT_EQ(one_drained, 200) << one_body;
   EXPECT_THAT(one_body, HasSubstr("framed: draining"));
 
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 1; }, absl::Seconds(30)));
+
   ASSERT_TRUE(Drain("", /*all=*/true).ok());
   auto [broker_drained, broker_body] = Readyz();
   EXPECT_EQ(broker_drained, 503) << broker_body;
   EXPECT_THAT(broker_body, HasSubstr("broker: draining"));
+  // gRPC health says so too (it is published periodically: wait for it).
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 2; }, absl::Seconds(30)));
   grpc::ClientContext raw_context;
   auto raw_lease = stub_->Lease(&raw_context);
   v1::LeaseRequest open;
@@ -632,6 +658,7 @@ TEST_F(BrokerServiceTest, ReadinessFollowsWholeBrokerDrainNotOneDrainedBackend) 
   EXPECT_THAT(resumed.still_draining(), ::testing::ElementsAre("framed"));
   ASSERT_TRUE(testutil::WaitUntil([&] { return Readyz().first == 200; }, absl::Seconds(30)))
       << Readyz().second;
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 1; }, absl::Seconds(30)));
   v1::CallResponse response;
   grpc::ClientContext framed_context;
   EXPECT_EQ(Call("framed", Frame("x"), &response, "", absl::Seconds(10), &framed_context)
