@@ -31,13 +31,23 @@ class AdminService final : public v1::BrokerAdmin::CallbackService {
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context,
                                   const v1::DrainRequest* request,
                                   v1::DrainResponse* response) override;
+  grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
+                                   const v1::ResumeRequest* request,
+                                   v1::ResumeResponse* response) override;
   grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* context,
                                    const v1::ReloadRequest* request,
                                    v1::ReloadResponse* response) override;
 
  private:
-  // Finishes `context` with PERMISSION_DENIED and returns false for a non-admin.
-  bool Authorize(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor);
+  // Finishes `context` with PERMISSION_DENIED (and logs the refusal) and returns false for a
+  // non-admin. `action` and `backend` name what was asked, for the log line.
+  bool Authorize(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+                 absl::string_view action, absl::string_view backend = "");
+  // Finishes with `status`, after one log line naming the admin, the action, the backend and
+  // the outcome (see admin_log.h).
+  void FinishAction(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+                    absl::string_view action, absl::string_view backend,
+                    const absl::Status& status, absl::string_view detail = "");
 
   const ServiceContext services_;
   const ReloadFn reload_;

@@ -206,7 +206,13 @@ std::vector<std::string> BrokerServer::ReloadFromFile() {
 }
 
 bool BrokerServer::Ready(std::string* body) const {
-  bool ready = true;
+  // Unready only when this pod cannot be of use: the whole broker is drained, a backend is
+  // still warming up for the first time, or not one backend can serve. A backend drained on
+  // its own, or known down, does not take the pod out of service for the others.
+  const bool broker_draining = registry_->BrokerDraining();
+  bool warming = false;
+  int serving = 0;
+  std::string lines;
   for (const auto& pool : registry_->All()) {
     PoolStats stats = pool->Stats();
     const std::shared_ptr<const BackendOptions> options_snapshot = pool->options();
@@ -215,21 +221,37 @@ bool BrokerServer::Ready(std::string* body) const {
     std::string line;
     if (registry_->IsDraining(options.name)) {
       line = absl::StrCat(options.name, ": draining");
-      ready = false;
+    } else if (have == 0 && !stats.last_failure.empty()) {
+      line = absl::StrCat(options.name, ": down (", stats.last_failure, ")");
     } else if (have >= options.pool.min_idle) {
+      std::lock_guard<std::mutex> lock(ready_mu_);
+      warmed_.insert(options.name);
       line = absl::StrCat(options.name, ": ready (", have, " sockets, min_idle ",
                           options.pool.min_idle, ")");
-    } else if (!stats.last_failure.empty()) {
-      // Known down: say so, but do not hold the whole broker unready for one backend.
-      line = absl::StrCat(options.name, ": down (", stats.last_failure, ")");
+      ++serving;
     } else {
-      line = absl::StrCat(options.name, ": warming up (", have, " of ", options.pool.min_idle,
-                          " sockets)");
-      ready = false;
+      std::lock_guard<std::mutex> lock(ready_mu_);
+      if (warmed_.count(options.name) != 0) {
+        // It was ready before (a resume, sockets being replaced): it serves while it refills;
+        // holding the pod unready for that would flap it.
+        line = absl::StrCat(options.name, ": refilling (", have, " of ", options.pool.min_idle,
+                            " sockets)");
+        ++serving;
+      } else {
+        line = absl::StrCat(options.name, ": warming up (", have, " of ", options.pool.min_idle,
+                            " sockets)");
+        warming = true;
+      }
     }
-    absl::StrAppend(body, line, "\n");
+    absl::StrAppend(&lines, line, "\n");
   }
-  return ready;
+  if (broker_draining) {
+    absl::StrAppend(body, "broker: draining (tlsbrokerctl resume --all ends an admin drain)\n");
+  } else if (serving == 0 && !warming) {
+    absl::StrAppend(body, "broker: not one backend can serve\n");
+  }
+  absl::StrAppend(body, lines);
+  return !broker_draining && !warming && serving > 0;
 }
 
 void BrokerServer::HealthLoop() {
@@ -239,7 +261,9 @@ void BrokerServer::HealthLoop() {
   while (!stopping_) {
     lock.unlock();
     if (health != nullptr) {
-      health->SetServingStatus("", true);
+      // The whole server: not serving during a whole-broker drain, so clients that check
+      // gRPC health (client-side balancing over the pods) move away as the kubelet does.
+      health->SetServingStatus("", !registry_->BrokerDraining());
       for (const auto& pool : registry_->All()) {
         PoolStats stats = pool->Stats();
         bool serving = !registry_->IsDraining(pool->options()->name) &&

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -73,7 +74,9 @@ class BrokerServer final {
   // returned, and the running configuration stays.
   std::vector<std::string> ReloadFromFile();
 
-  // Readiness: every backend has its min_idle sockets or is known to be down.
+  // Readiness (/readyz): the broker is not drained, no backend is still warming up for the
+  // first time (min_idle), and at least one backend can serve. A drained or down backend
+  // does not hold the pod unready on its own.
   bool Ready(std::string* body) const;
 
   FlowAccounting& flow() { return flow_; }
@@ -103,6 +106,10 @@ class BrokerServer final {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpEndpoint> http_;
   int grpc_port_ = 0;
+
+  // Backends that have reached min_idle at least once (Ready()).
+  mutable std::mutex ready_mu_;
+  mutable std::set<std::string> warmed_;  // Guarded by ready_mu_.
 
   std::mutex health_mu_;
   std::condition_variable health_cv_;

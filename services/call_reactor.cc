@@ -1,11 +1,13 @@
 #include "services/call_reactor.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/audit_log.h"
 #include "services/caller_identity.h"
 #include "services/caller_pattern.h"
 #include "services/lease_info_proto.h"
 #include "services/request_validation.h"
 #include "services/status_conversion.h"
+#include "services/trace_context.h"
 
 namespace tlsbroker {
 namespace {
@@ -38,9 +40,10 @@ void CallReactor::Start() {
   const std::shared_ptr<const BackendOptions> options_snapshot = pool->options();
     const BackendOptions& options = *options_snapshot;
   if (!CallerAllowed(options.allowed_callers, caller_)) {
-    Complete(absl::PermissionDeniedError(
-                 absl::StrCat("caller \"", caller_, "\" may not use backend ", options.name)),
-             false);
+    absl::Status denied = absl::PermissionDeniedError(
+        absl::StrCat("caller \"", caller_, "\" may not use backend ", options.name));
+    LogRefusal("Call", caller_, options.name, kRefusedPermission, denied);
+    Complete(denied, false);
     return;
   }
   if (options.framing.kind == FramingOptions::Kind::kNone) {
@@ -59,6 +62,7 @@ void CallReactor::Start() {
   if (services_.caller_limits != nullptr) {
     absl::StatusOr<CallerLeaseLimiter::Slot> taken = services_.caller_limits->Take(caller_);
     if (!taken.ok()) {
+      LogRefusal("Call", caller_, options.name, kRefusedCallerLimit, taken.status());
       Complete(taken.status(), false);
       return;
     }
@@ -73,6 +77,7 @@ void CallReactor::Start() {
   acquire.client_id = request_->client_id();
   acquire.deadline = deadline;
   acquire.caller = caller_;
+  acquire.trace_parent = TraceParent(*context_);
   {
     MutexLock lock(&mu_);
     pool_ = pool;
@@ -89,6 +94,7 @@ void CallReactor::Start() {
 
 void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
   absl::Status failure;
+  std::string backend;  // For the refusal line (request_ may be gone once the call finished).
   {
     MutexLock lock(&mu_);
     acquiring_ = false;
@@ -96,6 +102,7 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
       if (lease.ok()) Lease drop = std::move(*lease);  // Cancelled meanwhile: give it back.
     } else if (!lease.ok()) {
       failure = lease.status();
+      backend = pool_->options()->name;
     } else {
       lease_ = std::move(*lease);
       ArmCallTimeoutLocked();
@@ -107,7 +114,12 @@ void CallReactor::OnAcquired(absl::StatusOr<Lease> lease) {
       lease_.Write(request_->request(), [this](absl::Status status) { OnWritten(status); });
     }
   }
-  if (!failure.ok()) Complete(failure, false);
+  if (!failure.ok()) {
+    if (std::string reason = RefusalReason(failure); !reason.empty()) {
+      LogRefusal("Call", caller_, backend, reason, failure);
+    }
+    Complete(failure, false);
+  }
   ReleasePending();
 }
 

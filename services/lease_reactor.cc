@@ -2,10 +2,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
+#include "services/audit_log.h"
 #include "services/caller_identity.h"
 #include "services/caller_pattern.h"
 #include "services/lease_info_proto.h"
 #include "services/status_conversion.h"
+#include "services/trace_context.h"
 
 namespace tlsbroker {
 namespace {
@@ -87,15 +89,17 @@ void LeaseReactor::HandleOpen(const v1::OpenLease& open) {
     return;
   }
   if (!CallerAllowed(pool->options()->allowed_callers, caller_)) {
-    End(absl::PermissionDeniedError(absl::StrCat("caller \"", caller_,
-                                                 "\" may not use backend ", open.backend())),
-        false);
+    absl::Status denied = absl::PermissionDeniedError(
+        absl::StrCat("caller \"", caller_, "\" may not use backend ", open.backend()));
+    LogRefusal("Lease", caller_, open.backend(), kRefusedPermission, denied);
+    End(denied, false);
     return;
   }
   CallerLeaseLimiter::Slot caller_slot;
   if (services_.caller_limits != nullptr) {
     absl::StatusOr<CallerLeaseLimiter::Slot> taken = services_.caller_limits->Take(caller_);
     if (!taken.ok()) {
+      LogRefusal("Lease", caller_, open.backend(), kRefusedCallerLimit, taken.status());
       End(taken.status(), false);
       return;
     }
@@ -110,6 +114,7 @@ void LeaseReactor::HandleOpen(const v1::OpenLease& open) {
   request.client_id = open.client_id();
   request.deadline = deadline;
   request.caller = caller_;
+  request.trace_parent = TraceParent(*context_);
   {
     MutexLock lock(&mu_);
     if (phase_ == Phase::kEnded) return;
@@ -129,6 +134,14 @@ void LeaseReactor::HandleOpen(const v1::OpenLease& open) {
 void LeaseReactor::OnAcquired(absl::StatusOr<Lease> lease) {
   Lease to_release;
   uint64_t to_cancel = 0;
+  if (std::string reason = lease.ok() ? "" : RefusalReason(lease.status()); !reason.empty()) {
+    std::string backend;
+    {
+      MutexLock lock(&mu_);
+      backend = backend_;
+    }
+    LogRefusal("Lease", caller_, backend, reason, lease.status());
+  }
   {
     MutexLock lock(&mu_);
     if (phase_ != Phase::kAcquiring) {

@@ -240,8 +240,14 @@ void PrintSummary(const std::string& path, const ConfigReport& report) {
   std::cout << o.backends.size() << (o.backends.size() == 1 ? " backend:\n" : " backends:\n");
   for (const BackendOptions& b : o.backends) {
     const PoolOptions& p = b.pool;
-    std::cout << "  " << b.name << ": " << b.host << ":" << b.port << ", server name "
-              << b.server_name << "\n";
+    std::cout << "  " << b.name << ": " << b.host << ":" << b.port;
+    if (b.endpoints.size() > 1) {
+      // The others, in the order they are tried after the first.
+      std::vector<std::string> rest;
+      for (size_t i = 1; i < b.endpoints.size(); ++i) rest.push_back(b.endpoints[i].address);
+      std::cout << " (then " << absl::StrJoin(rest, ", then ") << ")";
+    }
+    std::cout << ", server name " << b.server_name << "\n";
     std::cout << "    tls: " << PolicyName(b.tls.encryption) << ", client certificate "
               << (!b.tls.pkcs12_file.empty()  ? "PKCS#12"
                   : b.tls.cert_file.empty()     ? "none"

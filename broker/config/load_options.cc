@@ -600,6 +600,73 @@ class Checker {
     return d;
   }
 
+  // `address` or `addresses` (exactly one), each "host:port". Fills out->endpoints (for
+  // `addresses`) and address/host/port with the first.
+  void CheckAddresses(const pb::Backend& in, const std::string& path,
+                      BackendOptions* out) {
+    const std::string who = in.name().empty() ? "this backend" : Quote(in.name());
+    if (!in.address().empty() && in.addresses_size() > 0) {
+      Error(Join(path, "addresses"),
+            absl::StrCat("backend ", who, " sets both address and addresses; set one of them"));
+      return;
+    }
+    if (in.address().empty() && in.addresses_size() == 0) {
+      Error(Join(path, "address"),
+            absl::StrCat("required for backend ", who,
+                         " (\"host:port\"; or addresses: [\"host:port\", ...])"));
+      return;
+    }
+    const bool list = in.addresses_size() > 0;
+    std::vector<std::string> given;
+    if (list) {
+      given.assign(in.addresses().begin(), in.addresses().end());
+    } else {
+      given.push_back(in.address());
+    }
+    std::vector<BackendEndpoint> endpoints;
+    bool ok = true;
+    for (size_t i = 0; i < given.size(); ++i) {
+      const std::string field =
+          list ? absl::StrCat(Join(path, "addresses"), "[", i, "]") : Join(path, "address");
+      BackendEndpoint e;
+      e.address = given[i];
+      int port = 0;
+      if (given[i].empty()) {
+        Error(field, "empty; expected \"host:port\"");
+        ok = false;
+      } else if (auto why = SplitHostPort(given[i], /*allow_port_zero=*/false, &e.host, &port)) {
+        Error(field, absl::StrCat(*why, ", got ", Quote(given[i])));
+        ok = false;
+      } else {
+        e.port = static_cast<uint16_t>(port);
+        for (size_t j = 0; j < i; ++j) {
+          if (given[j] == given[i]) {
+            Error(field, absl::StrCat(Quote(given[i]), " is listed twice (also at [", j, "])"));
+            ok = false;
+          }
+        }
+      }
+      endpoints.push_back(std::move(e));
+    }
+    if (!ok) return;
+    if (list && in.server_name().empty()) {
+      // One TLS context (one name to verify) serves every address of the backend.
+      for (const BackendEndpoint& e : endpoints) {
+        if (e.host != endpoints.front().host) {
+          Error(Join(path, "server_name"),
+                absl::StrCat("required when addresses name different hosts (",
+                             Quote(endpoints.front().host), ", ", Quote(e.host),
+                             "): the name every address's certificate carries"));
+          return;
+        }
+      }
+    }
+    out->address = endpoints.front().address;
+    out->host = endpoints.front().host;
+    out->port = endpoints.front().port;
+    if (list) out->endpoints = std::move(endpoints);
+  }
+
   BackendOptions CheckBackend(const pb::Backend& in, const std::string& path) {
     BackendOptions out;
     out.name = in.name();
@@ -615,17 +682,7 @@ class Checker {
                          "'-', '_' and '.', got ",
                          Quote(in.name())));
     }
-    out.address = in.address();
-    if (in.address().empty()) {
-      Error(Join(path, "address"), "required (\"host:port\")");
-    } else {
-      int port = 0;
-      if (auto why = SplitHostPort(in.address(), /*allow_port_zero=*/false, &out.host, &port)) {
-        Error(Join(path, "address"), absl::StrCat(*why, ", got ", Quote(in.address())));
-      } else {
-        out.port = static_cast<uint16_t>(port);
-      }
-    }
+    CheckAddresses(in, path, &out);
     out.server_name = in.server_name().empty() ? out.host : in.server_name();
     CheckTls(in.tls(), Join(path, "tls"), &out.tls);
     CheckTcpKeepalive(in.tcp_keepalive(), Join(path, "tcp_keepalive"), &out.tls.tcp_keepalive);

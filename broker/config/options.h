@@ -153,11 +153,27 @@ struct FramingOptions {
   uint64_t max_frame_bytes = 16 * 1024 * 1024;
 };
 
+// One "host:port" a backend can be reached at.
+struct BackendEndpoint {
+  std::string address;  // host:port as configured.
+  std::string host;
+  uint16_t port = 0;
+};
+
 struct BackendOptions {
   std::string name;
+  // The first (or only) address; with `addresses` configured, the first of them.
   std::string address;      // host:port as configured.
   std::string host;         // Parsed from address.
   uint16_t port = 0;        // Parsed from address.
+  // `addresses` in configuration order, tried in that order for each new socket. Empty: the
+  // single address above (see Endpoints()).
+  std::vector<BackendEndpoint> endpoints;
+  // What new sockets try, in order: `endpoints`, or else {address, host, port}.
+  std::vector<BackendEndpoint> Endpoints() const {
+    if (!endpoints.empty()) return endpoints;
+    return {BackendEndpoint{address, host, port}};
+  }
   std::string server_name;  // Name (or IP) to verify and to send as SNI; defaults to host.
   TlsOptions tls;
   PoolOptions pool;

@@ -13,6 +13,8 @@
 namespace tlsbroker::metrics {
 
 // Metric names (sorted).
+inline constexpr absl::string_view kBackendConnectAttemptsTotal =
+    "tlsbroker_backend_connect_attempts_total";
 inline constexpr absl::string_view kBuildInfo = "tlsbroker_build_info";
 inline constexpr absl::string_view kBytesTotal = "tlsbroker_bytes_total";
 inline constexpr absl::string_view kCallDurationSeconds = "tlsbroker_call_duration_seconds";
@@ -58,6 +60,7 @@ inline constexpr absl::string_view kTlsHandshakeDurationSeconds =
 inline constexpr absl::string_view kTlsHandshakesTotal = "tlsbroker_tls_handshakes_total";
 
 inline constexpr absl::string_view kAllMetricNames[] = {
+    kBackendConnectAttemptsTotal,
     kBuildInfo,
     kBytesTotal,
     kCallDurationSeconds,
@@ -107,6 +110,7 @@ inline constexpr absl::string_view kProcessMetricNames[] = {
 };
 
 // Label names.
+inline constexpr absl::string_view kLabelAddress = "address";
 inline constexpr absl::string_view kLabelBackend = "backend";
 inline constexpr absl::string_view kLabelCode = "code";
 inline constexpr absl::string_view kLabelCommit = "commit";
@@ -119,6 +123,9 @@ inline constexpr absl::string_view kLabelSource = "source";
 inline constexpr absl::string_view kLabelState = "state";
 inline constexpr absl::string_view kLabelStatus = "status";
 inline constexpr absl::string_view kLabelVersion = "version";
+
+// backend_connect_attempts_total{result}.
+inline constexpr absl::string_view kConnectAttemptResults[] = {"ok", "failed"};
 
 // The catch-all value, last in every set below.
 inline constexpr absl::string_view kOther = "other";

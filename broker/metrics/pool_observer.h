@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -59,6 +60,12 @@ class BackendObserver {
   // `status` is good, revoked, unknown, unreachable or invalid. A no-op by default so that
   // observers which do not export OCSP need not change.
   virtual void OnOcspResponse(absl::string_view /*source*/, absl::string_view /*status*/) {}
+  // The addresses new sockets try, in order (at creation and on every reconfigure), so an
+  // observer can create their series before any attempt. No-op by default.
+  virtual void OnAddresses(const std::vector<std::string>& /*addresses*/) {}
+  // One connect and handshake attempt to `address` (one of OnAddresses'); `ok` whether it
+  // gave a socket. No-op by default.
+  virtual void OnConnectAttempt(absl::string_view /*address*/, bool /*ok*/) {}
 };
 
 // Hands out one BackendObserver per backend. Thread-safe.

@@ -79,7 +79,8 @@ size_t GrpcCodeIndex(absl::StatusCode code) {
 class PrometheusBackendObserver final : public BackendObserver {
  public:
   PrometheusBackendObserver(const PrometheusMetricsObserver::Families& f,
-                            const std::string& backend) {
+                            const std::string& backend)
+      : connect_attempts_family_(f.backend_connect_attempts_total), backend_(backend) {
     const Labels base = {{Str(m::kLabelBackend), backend}};
     auto with = [&base](absl::string_view name, absl::string_view value) {
       Labels labels = base;
@@ -185,6 +186,28 @@ class PrometheusBackendObserver final : public BackendObserver {
                    [m::LabelIndex(m::kOcspStatuses, status)]
                        ->Increment();
   }
+  // Series per address, made when the pool names its addresses (not on the hot path: only
+  // connects count here). A reload that drops an address keeps its series (counters must not
+  // vanish mid-scrape history).
+  void OnAddresses(const std::vector<std::string>& addresses) override {
+    MutexLock lock(&addresses_mu_);
+    for (const std::string& address : addresses) {
+      if (connect_attempts_.count(address) != 0) continue;
+      std::array<Counter*, std::size(m::kConnectAttemptResults)>& series =
+          connect_attempts_[address];
+      for (size_t i = 0; i < series.size(); ++i) {
+        series[i] = &connect_attempts_family_->Add({{Str(m::kLabelBackend), backend_},
+                                                    {Str(m::kLabelAddress), address},
+                                                    {Str(m::kLabelResult),
+                                                     Str(m::kConnectAttemptResults[i])}});
+      }
+    }
+  }
+  void OnConnectAttempt(absl::string_view address, bool ok) override {
+    MutexLock lock(&addresses_mu_);
+    auto it = connect_attempts_.find(address);
+    if (it != connect_attempts_.end()) it->second[ok ? 0 : 1]->Increment();
+  }
 
  private:
   template <typename With, size_t N>
@@ -217,8 +240,14 @@ class PrometheusBackendObserver final : public BackendObserver {
   std::array<Counter*, std::size(m::kCredentialFiles)> credential_reload_failures_;
   std::array<std::array<Counter*, std::size(m::kOcspStatuses)>, std::size(m::kOcspSources)>
       ocsp_responses_;
+  prometheus::Family<Counter>* const connect_attempts_family_;
+  const std::string backend_;
+  Mutex addresses_mu_;
+  std::map<std::string, std::array<Counter*, std::size(m::kConnectAttemptResults)>, std::less<>>
+      connect_attempts_ ABSL_GUARDED_BY(addresses_mu_);
 };
 
+static_assert(m::kConnectAttemptResults[0] == "ok", "OnConnectAttempt() relies on this order");
 static_assert(m::kSocketStates[0] == "connecting" && m::kSocketStates[1] == "idle" &&
                   m::kSocketStates[2] == "leased" && m::kSocketStates[3] == "retiring",
               "OnSocketStates() relies on this order");
@@ -302,6 +331,10 @@ absl::StatusOr<std::unique_ptr<PrometheusMetricsObserver>> PrometheusMetricsObse
         counter(m::kLogLinesDroppedTotal,
                 "Log lines dropped because the log buffer was full (whatever reads the "
                 "broker's stderr fell behind); the broker never waits for its log.");
+    f.backend_connect_attempts_total =
+        counter(m::kBackendConnectAttemptsTotal,
+                "Connect and handshake attempts per backend address (addresses are tried in "
+                "order), by result.");
     f.ocsp_responses_total =
         counter(m::kOcspResponsesTotal,
                 "OCSP checks of backend certificates, by where the answer came from and what it "

@@ -61,6 +61,7 @@ class PrometheusMetricsObserver final : public MetricsObserver {
 
   // The families; each holds the series of every backend. Public for the backend observers.
   struct Families {
+    prometheus::Family<prometheus::Counter>* backend_connect_attempts_total;
     prometheus::Family<prometheus::Gauge>* build_info;
     prometheus::Family<prometheus::Counter>* bytes_total;
     prometheus::Family<prometheus::Histogram>* call_duration_seconds;

@@ -61,11 +61,13 @@ std::vector<std::string> BackendRegistry::Reload(const BrokerOptions& options, E
   if (!errors.empty()) return errors;
 
   // Step 2: apply.
+  MutexLock drain(&drain_mu_);
   budget_->SetLimit(options.limits.max_backend_sockets);
   for (size_t i = 0; i < reconfigure.size(); ++i) {
     reconfigure[i].first->ApplyReconfigure(*reconfigure_options[i], reconfigure[i].second);
   }
   std::vector<std::shared_ptr<SocketPool>> removed;
+  std::vector<std::shared_ptr<SocketPool>> added_drained;
   {
     MutexLock lock(&mu_);
     std::vector<std::shared_ptr<SocketPool>> next;
@@ -84,7 +86,20 @@ std::vector<std::string> BackendRegistry::Reload(const BrokerOptions& options, E
       next_by_name[backend.name] = pool;
     }
     for (auto& [name, pool] : by_name_) {
-      if (next_by_name.find(name) == next_by_name.end()) removed.push_back(pool);
+      if (next_by_name.find(name) == next_by_name.end()) {
+        removed.push_back(pool);
+        drained_.erase(name);  // A backend added back later under this name starts serving.
+      }
+    }
+    // A backend added while the broker is drained starts drained (never started: Resume
+    // starts it).
+    for (auto it = added.begin(); it != added.end();) {
+      if (broker_drained_) {
+        added_drained.push_back(*it);
+        it = added.erase(it);
+      } else {
+        ++it;
+      }
     }
     pools_ = std::move(next);
     by_name_ = std::move(next_by_name);
@@ -92,6 +107,7 @@ std::vector<std::string> BackendRegistry::Reload(const BrokerOptions& options, E
   }
   for (auto& pool : removed) pool->Shutdown();  // Running leases finish; nothing new.
   for (auto& pool : added) pool->Start();
+  for (auto& pool : added_drained) pool->Shutdown();
   return {};
 }
 
@@ -111,24 +127,95 @@ void BackendRegistry::StartAll() {
 }
 
 void BackendRegistry::ShutdownAll() {
+  MutexLock drain(&drain_mu_);
+  {
+    MutexLock lock(&mu_);
+    shut_down_ = true;
+    broker_drained_ = true;
+  }
   for (auto& pool : All()) pool->Shutdown();
-  MutexLock lock(&mu_);
-  for (auto& [name, pool] : by_name_) draining_[name] = true;
+}
+
+bool BackendRegistry::LendsLocked(absl::string_view name) const {
+  return !broker_drained_ && drained_.find(name) == drained_.end();
 }
 
 bool BackendRegistry::Drain(absl::string_view name) {
+  MutexLock drain(&drain_mu_);
   std::shared_ptr<SocketPool> pool = Find(name);
   if (pool == nullptr) return false;
+  {
+    MutexLock lock(&mu_);
+    drained_.emplace(name);
+  }
   pool->Shutdown();
-  MutexLock lock(&mu_);
-  draining_[std::string(name)] = true;
   return true;
+}
+
+absl::Status BackendRegistry::Resume(absl::string_view name) {
+  MutexLock drain(&drain_mu_);
+  std::shared_ptr<SocketPool> pool = Find(name);
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown backend \"", name, "\""));
+  }
+  bool lends;
+  {
+    MutexLock lock(&mu_);
+    if (shut_down_) {
+      return absl::FailedPreconditionError("the broker is shutting down; nothing can resume");
+    }
+    drained_.erase(std::string(name));
+    lends = LendsLocked(name);
+  }
+  if (lends) {
+    pool->Resume();
+    pool->Start();  // A pool a reload added during a whole-broker drain never started.
+  }
+  return absl::OkStatus();
+}
+
+void BackendRegistry::DrainAll() {
+  MutexLock drain(&drain_mu_);
+  {
+    MutexLock lock(&mu_);
+    broker_drained_ = true;
+  }
+  for (auto& pool : All()) pool->Shutdown();
+}
+
+absl::StatusOr<std::vector<std::string>> BackendRegistry::ResumeAll() {
+  MutexLock drain(&drain_mu_);
+  std::vector<std::shared_ptr<SocketPool>> resume;
+  std::vector<std::string> names;
+  {
+    MutexLock lock(&mu_);
+    if (shut_down_) {
+      return absl::FailedPreconditionError("the broker is shutting down; nothing can resume");
+    }
+    if (!broker_drained_) return names;
+    broker_drained_ = false;
+    for (const auto& pool : pools_) {
+      const std::string name = pool->options()->name;
+      if (!LendsLocked(name)) continue;
+      resume.push_back(pool);
+      names.push_back(name);
+    }
+  }
+  for (auto& pool : resume) {
+    pool->Resume();
+    pool->Start();
+  }
+  return names;
 }
 
 bool BackendRegistry::IsDraining(absl::string_view name) const {
   MutexLock lock(&mu_);
-  auto it = draining_.find(name);
-  return it != draining_.end() && it->second;
+  return !LendsLocked(name);
+}
+
+bool BackendRegistry::BrokerDraining() const {
+  MutexLock lock(&mu_);
+  return broker_drained_;
 }
 
 }  // namespace tlsbroker

@@ -62,21 +62,23 @@ void Lease::Release() {
 
 std::shared_ptr<LeaseCore> LeaseCore::Create(std::shared_ptr<SocketPool> pool,
                                              std::shared_ptr<PooledSocket> socket, LeaseInfo info,
-                                             std::string caller) {
+                                             std::string caller, std::string trace_parent) {
   info.lease_id = NewLeaseId();
-  std::shared_ptr<LeaseCore> core(
-      new LeaseCore(std::move(pool), std::move(socket), std::move(info), std::move(caller)));
+  std::shared_ptr<LeaseCore> core(new LeaseCore(std::move(pool), std::move(socket),
+                                                std::move(info), std::move(caller),
+                                                std::move(trace_parent)));
   core->StartMaxDurationTimer();
   return core;
 }
 
 LeaseCore::LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
-                     LeaseInfo info, std::string caller)
+                     LeaseInfo info, std::string caller, std::string trace_parent)
     : pool_(std::move(pool)),
       options_(pool_->options()),
       socket_(std::move(socket)),
       info_(std::move(info)),
       caller_(std::move(caller)),
+      trace_parent_(std::move(trace_parent)),
       granted_at_(absl::Now()),
       max_duration_timer_(socket_->tls->io()),
       timeout_timer_(socket_->tls->io()) {
@@ -427,7 +429,12 @@ void LeaseCore::Release() {
                           "duration_ms=", absl::ToInt64Milliseconds(held), " ",
                           LogField("result", verdict.ok() ? "clean" : "broken"),
                           verdict.ok() ? "" : " ",
-                          verdict.ok() ? "" : LogField("detail", verdict.message())));
+                          verdict.ok() ? "" : LogField("detail", verdict.message()),
+                          // Left out, not empty, when the caller sent none (or a bad one).
+                          self->trace_parent_.empty() ? "" : " ",
+                          self->trace_parent_.empty()
+                              ? ""
+                              : LogField("traceparent", self->trace_parent_)));
     self->pool_->ReturnSocket(self->socket_, verdict, close_reason);
   });
 }

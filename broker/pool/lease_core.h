@@ -28,7 +28,7 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
  public:
   static std::shared_ptr<LeaseCore> Create(std::shared_ptr<SocketPool> pool,
                                            std::shared_ptr<PooledSocket> socket, LeaseInfo info,
-                                           std::string caller);
+                                           std::string caller, std::string trace_parent = "");
   ~LeaseCore();
 
   const LeaseInfo& info() const { return info_; }
@@ -48,7 +48,7 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
 
  private:
   LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
-            LeaseInfo info, std::string caller);
+            LeaseInfo info, std::string caller, std::string trace_parent);
   void StartMaxDurationTimer();
   void Reclaim();
   // Abort on the loop; `what` names the cause in the log line. `io_error`: the socket is
@@ -94,6 +94,8 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   const std::shared_ptr<PooledSocket> socket_;
   const LeaseInfo info_;
   const std::string caller_;
+  // The caller's W3C traceparent (already validated), for the audit line; may be empty.
+  const std::string trace_parent_;
   const absl::Time granted_at_;
   asio::steady_timer max_duration_timer_;
   asio::steady_timer timeout_timer_;  // SetTimeout; cancelled at release.

@@ -43,7 +43,14 @@ absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
   std::shared_ptr<SocketPool> pool(
       new SocketPool(options, loops, *std::move(context), std::move(observer), std::move(budget)));
   pool->ReportCrlState(*pool->tls_context());
+  pool->ReportAddresses(options);
   return pool;
+}
+
+void SocketPool::ReportAddresses(const BackendOptions& options) {
+  std::vector<std::string> addresses;
+  for (const BackendEndpoint& e : options.Endpoints()) addresses.push_back(e.address);
+  observer_->OnAddresses(addresses);
 }
 
 SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
@@ -141,6 +148,7 @@ uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
       waiter.deadline = request.deadline;
       waiter.enqueued_at = absl::Now();
       waiter.caller = std::move(request.caller);
+      waiter.trace_parent = std::move(request.trace_parent);
       waiter.done = std::move(done);
       waiters_.push_back(std::move(waiter));
       DispatchLocked(&actions);
@@ -469,18 +477,46 @@ void SocketPool::CloseOnLoop(std::shared_ptr<PooledSocket> socket) {
 }
 
 void SocketPool::StartConnect(int slot) {
+  // The settings in force now; a reload while this connects does not change this socket.
+  ConnectTo(slot, options(), 0);
+}
+
+void SocketPool::ConnectTo(int slot, std::shared_ptr<const BackendOptions> opts, size_t index) {
   asio::io_context& io = loops_->Next();
   auto tls = std::make_shared<TlsSocket>(io, tls_context());
   auto self = shared_from_this();
-  // The settings in force now; a reload while this connects does not change this socket.
-  const std::shared_ptr<const BackendOptions> opts = options();
-  asio::post(io, [self, tls, slot, opts] {
+  asio::post(io, [self, tls, slot, opts, index] {
+    const std::vector<BackendEndpoint> endpoints = opts->Endpoints();
+    const BackendEndpoint& endpoint = endpoints[index];
     // The callback is stored in `tls` itself: hold it weakly, or it would own itself.
     std::weak_ptr<TlsSocket> weak_tls = tls;
-    tls->Connect(opts->host, opts->port, opts->pool.connect_timeout,
-                 opts->pool.handshake_timeout, [self, weak_tls, slot](absl::Status status) {
-                   if (auto tls = weak_tls.lock()) self->OnConnected(slot, tls, std::move(status));
-                 });
+    tls->Connect(
+        endpoint.host, endpoint.port, opts->pool.connect_timeout, opts->pool.handshake_timeout,
+        [self, weak_tls, slot, opts, index, count = endpoints.size(),
+         address = endpoint.address](absl::Status status) {
+          auto tls = weak_tls.lock();
+          if (!tls) return;
+          self->observer_->OnConnectAttempt(address, status.ok());
+          if (!status.ok() && count > 1) {
+            // Which address failed, for the log line and last_failure.
+            status = absl::Status(status.code(), absl::StrCat(status.message(), " (address ",
+                                                              address, ", ", index + 1, " of ",
+                                                              count, ")"));
+          }
+          if (!status.ok() && index + 1 < count) {
+            // The next address at once; the backoff applies once every address failed.
+            std::string reason = ReasonOf(status);
+            self->observer_->OnHandshake(reason.empty() ? "handshake_failed" : reason, false,
+                                         absl::ZeroDuration());
+            LogEvent(LogLevel::kWarning, "backend address failed; trying the next one",
+                     absl::StrCat(LogField("backend", opts->name), " ",
+                                  LogField("address", address), " ",
+                                  LogField("error", status.message())));
+            self->ConnectTo(slot, opts, index + 1);
+            return;
+          }
+          self->OnConnected(slot, tls, std::move(status));
+        });
   });
 }
 
@@ -657,12 +693,15 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
   info.wait = absl::Now() - waiter.enqueued_at;
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
-  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller);
+  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller,
+                                waiter.trace_parent);
   bool abort_now = false;
   std::string abort_reason;
   {
     MutexLock lock(&mu_);
     socket->lease_id = core->info().lease_id;
+    socket->lease_caller = waiter.caller;
+    socket->lease_started_at = absl::Now();
     socket->lease = core;
     // Retired with ABORT_LEASE between the check above and now.
     abort_now = !socket->retire_reason.empty() && !socket->abort_reason.empty();
@@ -717,6 +756,7 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
     if (s.socket != socket) return;  // Already forgotten (reclaimed).
     s.returning = false;
     socket->lease_id.clear();
+    socket->lease_caller.clear();
     keep = verdict.ok() && !shut_down_;
     if (keep && opts->pool.mode == PoolMode::kPerLease) {
       keep = false;
@@ -884,6 +924,20 @@ void SocketPool::Shutdown() {
   });
 }
 
+void SocketPool::Resume() {
+  bool sweep;
+  {
+    MutexLock lock(&mu_);
+    if (!shut_down_) return;
+    shut_down_ = false;
+    // Shutdown cancelled the sweep; a pool never started gets it from Start().
+    sweep = started_;
+  }
+  // Posted after Shutdown's cancel on the same loop, so the new sweep is not cancelled by it.
+  if (sweep) ScheduleSweep();
+  Dispatch();  // Prewarm to min_idle again.
+}
+
 std::shared_ptr<const BackendOptions> SocketPool::options() const {
   MutexLock lock(&settings_mu_);
   return options_;
@@ -925,6 +979,7 @@ void SocketPool::ApplyReconfigure(const BackendOptions& next,
     MutexLock lock(&watch_mu_);
     files_ = TlsFileSnapshot::Read(next.tls);
   }
+  ReportAddresses(next);
   LogEvent(LogLevel::kInfo, "backend reconfigured; new sockets use the new settings",
            LogField("backend", next.name));
   // A reload re-reads the CRLs too: they apply to pooled sockets as a file change would.
@@ -1115,6 +1170,8 @@ std::vector<SocketSnapshot> SocketPool::Sockets() const {
       snap.created_at = s.socket->created_at;
       snap.leases_served = s.socket->leases_served;
       snap.lease_id = s.socket->lease_id;
+      snap.lease_caller = s.socket->lease_caller;
+      snap.lease_started_at = s.socket->lease_started_at;
       snap.bytes_sent = s.socket->tls->bytes_sent();
       snap.bytes_received = s.socket->tls->bytes_received();
       // Byte counters are monotonic counters read for display; the session info is the

@@ -54,6 +54,8 @@ struct PooledSocket {
   absl::Time last_released;
   int leases_served = 0;
   std::string lease_id;  // Of the lease holding it now; empty when not leased.
+  std::string lease_caller;     // Identity of the caller holding it now (admin listing).
+  absl::Time lease_started_at;  // When that lease was granted.
   std::weak_ptr<LeaseCore> lease;  // The lease holding it now.
   // Non-empty: the socket must not serve another lease; closed with this reason (a
   // sockets_closed_total label) when its lease ends.
@@ -94,6 +96,8 @@ struct SocketSnapshot {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   std::string lease_id;  // The current lease (admins only).
+  std::string lease_caller;     // Who holds it; empty when not leased.
+  absl::Time lease_started_at;  // When that lease was granted (when lease_caller is set).
   TlsSessionInfo tls;
 };
 
@@ -111,6 +115,9 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
     std::string client_id;  // Empty = any socket.
     absl::Time deadline = absl::InfiniteFuture();
     std::string caller;     // For logs and the lease record.
+    // The caller's W3C traceparent, validated by the caller of Acquire (empty: none); goes
+    // into the lease's audit line.
+    std::string trace_parent;
   };
 
   // `budget` (may be null: no broker-wide limit) is shared with the other pools of the broker;
@@ -138,6 +145,10 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   // Stops lending: waiters fail with kUnavailable, idle sockets close (close_notify), leased
   // ones close when their lease ends.
   void Shutdown();
+  // Undoes Shutdown (an admin drain is reversible): new leases are served again, the sweep
+  // and the prewarm (min_idle) restart. No-op when not shut down. Sockets leased before the
+  // drain still close at lease end (they were retired).
+  void Resume();
 
   PoolStats Stats() const;
   std::vector<SocketSnapshot> Sockets() const;
@@ -193,6 +204,7 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
     absl::Time deadline;
     absl::Time enqueued_at;
     std::string caller;
+    std::string trace_parent;
     AcquireCallback done;
     std::shared_ptr<asio::steady_timer> timer;
   };
@@ -228,6 +240,11 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void ScheduleRetryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void StartConnect(int slot);
+  // Connects slot `slot` to the `index`th of opts' addresses; on failure tries the next one,
+  // and after the last reports the failure to OnConnected (which starts the backoff).
+  void ConnectTo(int slot, std::shared_ptr<const BackendOptions> opts, size_t index);
+  // Tells the observer which addresses new sockets try.
+  void ReportAddresses(const BackendOptions& options);
   void OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Status status);
   void Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket);
   void OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status);

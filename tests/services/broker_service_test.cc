@@ -12,7 +12,15 @@
 #include "broker/metrics/metric_names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <future>
+
+#include <google/protobuf/wrappers.pb.h>
+#include <grpcpp/generic/generic_stub.h>
+
+#include "services/trace_context.h"
 #include "tests/services/broker_test_env.h"
+#include "tests/services/log_capture.h"
+#include "tests/support/refusing_port.h"
 
 namespace tlsbroker {
 namespace {
@@ -21,6 +29,8 @@ using ::testing::HasSubstr;
 using testutil::Frame;
 using testutil::MetricSum;
 using testutil::MetricValue;
+
+constexpr char kApp2[] = "spiffe://example.org/ns/payments/sa/app2";
 
 std::string Reason(const grpc::ClientContext& context) {
   auto it = context.GetServerTrailingMetadata().find("tlsbroker-reason");
@@ -79,6 +89,53 @@ class BrokerServiceTest : public ::testing::Test {
     req.set_request(request);
     req.set_client_id(client_id);
     return stub_->Call(&context, req, response);
+  }
+
+  // /readyz: (status, body); status -1 when the request failed.
+  std::pair<int, std::string> Readyz() {
+    auto r = testutil::HttpGet("127.0.0.1", broker_->metrics_port(), "/readyz");
+    if (!r.ok()) return {-1, std::string(r.status().message())};
+    return {r->status, r->body};
+  }
+
+  // The gRPC health status of `service` ("" = the whole server): 1 SERVING, 2 NOT_SERVING,
+  // -1 when the call failed. grpc.health.v1's two messages are wire-compatible with these
+  // wrappers (a string and an enum, both field 1), and no health stub ships with gRPC.
+  int HealthStatus(const std::string& service) {
+    grpc::TemplatedGenericStub<google::protobuf::StringValue, google::protobuf::Int32Value> stub(
+        testutil::BrokerChannel(target_));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    google::protobuf::StringValue request;
+    request.set_value(service);
+    google::protobuf::Int32Value response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                   &response, [&done](grpc::Status status) { done.set_value(status); });
+    return done.get_future().get().ok() ? response.value() : -1;
+  }
+
+  grpc::Status Drain(const std::string& backend, bool all = false,
+                     const std::string& client = "client") {
+    auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, client));
+    grpc::ClientContext context;
+    v1::DrainRequest request;
+    request.set_backend(backend);
+    request.set_all(all);
+    v1::DrainResponse response;
+    return admin->Drain(&context, request, &response);
+  }
+
+  grpc::Status Resume(const std::string& backend, bool all = false,
+                      v1::ResumeResponse* response = nullptr,
+                      const std::string& client = "client") {
+    auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, client));
+    grpc::ClientContext context;
+    v1::ResumeRequest request;
+    request.set_backend(backend);
+    request.set_all(all);
+    v1::ResumeResponse local;
+    return admin->Resume(&context, request, response != nullptr ? response : &local);
   }
 
   std::string Metrics() {
@@ -526,6 +583,419 @@ TEST_F(BrokerServiceTest, ListSocketsShowsTrafficAndCurrentLease) {
   while (lease->Read(&rest)) {
   }
   EXPECT_TRUE(lease->Finish().ok());
+}
+
+// ---- Drain and resume ----
+
+// A drained backend refuses leases (UNAVAILABLE "draining"); after Resume it serves again.
+TEST_F(BrokerServiceTest, DrainThenResumeOfOneBackendServesLeasesAgain) {
+  StartBroker();
+  v1::CallResponse response;
+  ASSERT_TRUE(Call("framed", Frame("before"), &response).ok());
+  ASSERT_TRUE(Drain("framed").ok());
+  grpc::ClientContext refused_context;
+  grpc::Status refused =
+      Call("framed", Frame("during"), &response, "", absl::Seconds(10), &refused_context);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Reason(refused_context), "draining");
+  v1::ResumeResponse resumed;
+  ASSERT_TRUE(Resume("framed", false, &resumed).ok());
+  EXPECT_THAT(resumed.resumed(), ::testing::ElementsAre("framed"));
+  EXPECT_THAT(resumed.still_draining(), ::testing::IsEmpty());
+  grpc::Status after = Call("framed", Frame("after"), &response);
+  ASSERT_TRUE(after.ok()) << after.error_message();
+  EXPECT_EQ(response.response(), Frame("re:after"));
+  // A Lease stream too, not only Call.
+  grpc::ClientContext lease_context;
+  auto lease = stub_->Lease(&lease_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  EXPECT_TRUE(info.has_info());
+  lease->WritesDone();
+  while (lease->Read(&info)) {
+  }
+  EXPECT_TRUE(lease->Finish().ok());
+}
+
+// One drained backend of two leaves the pod ready; a whole-broker drain makes it unready and
+// refuses every backend; resuming the broker makes it ready again, while the backend drained by
+// name stays drained until resumed by name.
+TEST_F(BrokerServiceTest, ReadinessFollowsWholeBrokerDrainNotOneDrainedBackend) {
+  options_.backends[0].pool.min_idle = 1;
+  options_.backends[1].pool.min_idle = 1;
+  StartBroker();
+  ASSERT_TRUE(testutil::WaitUntil([&] { return Readyz().first == 200; }, absl::Seconds(30)))
+      << Readyz().second;
+
+  ASSERT_TRUE(Drain("framed").ok());
+  auto [one_drained, one_body] = Readyz();
+  EXPECT_EQ(one_drained, 200) << one_body;
+  EXPECT_THAT(one_body, HasSubstr("framed: draining"));
+
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 1; }, absl::Seconds(30)));
+
+  ASSERT_TRUE(Drain("", /*all=*/true).ok());
+  auto [broker_drained, broker_body] = Readyz();
+  EXPECT_EQ(broker_drained, 503) << broker_body;
+  EXPECT_THAT(broker_body, HasSubstr("broker: draining"));
+  // gRPC health says so too (it is published periodically: wait for it).
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 2; }, absl::Seconds(30)));
+  grpc::ClientContext raw_context;
+  auto raw_lease = stub_->Lease(&raw_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("raw");
+  ASSERT_TRUE(raw_lease->Write(open));
+  v1::LeaseResponse first;
+  EXPECT_FALSE(raw_lease->Read(&first));
+  EXPECT_EQ(raw_lease->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  v1::ResumeResponse resumed;
+  ASSERT_TRUE(Resume("", /*all=*/true, &resumed).ok());
+  EXPECT_THAT(resumed.resumed(), ::testing::ElementsAre("raw"));
+  EXPECT_THAT(resumed.still_draining(), ::testing::ElementsAre("framed"));
+  ASSERT_TRUE(testutil::WaitUntil([&] { return Readyz().first == 200; }, absl::Seconds(30)))
+      << Readyz().second;
+  EXPECT_TRUE(testutil::WaitUntil([&] { return HealthStatus("") == 1; }, absl::Seconds(30)));
+  v1::CallResponse response;
+  grpc::ClientContext framed_context;
+  EXPECT_EQ(Call("framed", Frame("x"), &response, "", absl::Seconds(10), &framed_context)
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(Resume("framed").ok());
+  grpc::Status back = Call("framed", Frame("back"), &response);
+  EXPECT_TRUE(back.ok()) << back.error_message();
+}
+
+// When not one backend can serve (here: every one drained by name), the pod is unready.
+TEST_F(BrokerServiceTest, ReadinessDropsWhenNoBackendCanServe) {
+  StartBroker();
+  ASSERT_TRUE(testutil::WaitUntil([&] { return Readyz().first == 200; }, absl::Seconds(30)));
+  ASSERT_TRUE(Drain("framed").ok());
+  ASSERT_TRUE(Drain("raw").ok());
+  auto [status, body] = Readyz();
+  EXPECT_EQ(status, 503) << body;
+  EXPECT_THAT(body, HasSubstr("not one backend can serve"));
+  ASSERT_TRUE(Resume("raw").ok());
+  EXPECT_EQ(Readyz().first, 200) << Readyz().second;
+}
+
+// Drain and Resume are admin actions: a caller off the admin list is refused and changes
+// nothing; an admin must name exactly one of a backend and the whole broker.
+TEST_F(BrokerServiceTest, DrainAndResumeRequireAdminAndOneTarget) {
+  StartBroker();
+  EXPECT_EQ(Drain("framed", false, "client2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Drain("", true, "client2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::CallResponse response;
+  EXPECT_TRUE(Call("framed", Frame("still serving"), &response).ok());
+  ASSERT_TRUE(Drain("framed").ok());
+  EXPECT_EQ(Resume("framed", false, nullptr, "client2").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Resume("", true, nullptr, "client2").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Call("framed", Frame("x"), &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  EXPECT_EQ(Drain("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Drain("raw", true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Resume("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Resume("nope").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Drain("nope").error_code(), grpc::StatusCode::NOT_FOUND);
+  // The refused calls changed nothing: "raw" still serves.
+  EXPECT_EQ(Readyz().first, 200) << Readyz().second;
+}
+
+// A reload does not undo a drain; a backend a reload adds while the broker is drained starts
+// drained and lends once the broker resumes.
+TEST_F(BrokerServiceTest, DrainSurvivesReloadAndAddedBackendStartsDrained) {
+  StartBroker();
+  ASSERT_TRUE(Drain("framed").ok());
+  ASSERT_THAT(broker_->Reload(options_), ::testing::IsEmpty());
+  v1::CallResponse response;
+  EXPECT_EQ(Call("framed", Frame("x"), &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  ASSERT_TRUE(Drain("", /*all=*/true).ok());
+  BrokerOptions next = options_;
+  BackendOptions extra = next.backends[0];
+  extra.name = "extra";
+  extra.client_id.prefix = "EXTR";
+  next.backends.push_back(extra);
+  ASSERT_THAT(broker_->Reload(next), ::testing::IsEmpty());
+  EXPECT_EQ(Readyz().first, 503);
+  EXPECT_EQ(Call("extra", Frame("x"), &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::ResumeResponse resumed;
+  ASSERT_TRUE(Resume("", /*all=*/true, &resumed).ok());
+  EXPECT_THAT(resumed.resumed(), ::testing::ElementsAre("raw", "extra"));
+  EXPECT_THAT(resumed.still_draining(), ::testing::ElementsAre("framed"));
+  grpc::Status extra_call = Call("extra", Frame("new"), &response);
+  ASSERT_TRUE(extra_call.ok()) << extra_call.error_message();
+  EXPECT_EQ(response.response(), Frame("re:new"));
+}
+
+// ---- Log lines for refusals and admin actions ----
+
+// A caller refused by allowed_callers gets one log line naming it, the backend and the reason.
+TEST_F(BrokerServiceTest, PermissionDeniedIsLoggedWithCallerBackendAndReason) {
+  StartBroker();
+  testutil::LogCapture log;
+  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client2"));
+  grpc::ClientContext context;
+  v1::CallRequest request;
+  request.set_backend("framed");
+  request.set_request(Frame("x"));
+  v1::CallResponse response;
+  ASSERT_EQ(other->Call(&context, request, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  auto lines = log.Matching({"msg=\"request refused\""});
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat("caller=", kApp2)));
+  EXPECT_THAT(lines[0], HasSubstr("backend=framed"));
+  EXPECT_THAT(lines[0], HasSubstr("reason=permission_denied"));
+  EXPECT_THAT(lines[0], HasSubstr("rpc=Call"));
+}
+
+// A caller at limits.max_leases_per_caller: the refusal line names it and the limit.
+TEST_F(BrokerServiceTest, CallerLeaseLimitRefusalIsLogged) {
+  options_.limits.max_leases_per_caller = 1;
+  StartBroker();
+  testutil::LogCapture log;
+  grpc::ClientContext lease_context;
+  auto lease = stub_->Lease(&lease_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  v1::CallResponse response;
+  ASSERT_EQ(Call("framed", Frame("x"), &response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto lines = log.Matching({"msg=\"request refused\""});
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat("caller=", testutil::kApp1)));
+  EXPECT_THAT(lines[0], HasSubstr("backend=framed"));
+  EXPECT_THAT(lines[0], HasSubstr("reason=caller_lease_limit"));
+  lease->WritesDone();
+  while (lease->Read(&info)) {
+  }
+  lease->Finish();
+}
+
+// The broker-wide socket budget used up by one backend: a lease on the other is refused, and
+// the line says so (in JSON mode too: the same fields as JSON members).
+TEST_F(BrokerServiceTest, SocketBudgetRefusalIsLoggedAsJson) {
+  options_.limits.max_backend_sockets = 1;
+  StartBroker();
+  testutil::LogCapture log;
+  SetLogFormat(LogFormat::kJson);  // Back to text when `log` goes.
+  grpc::ClientContext lease_context;
+  auto lease = stub_->Lease(&lease_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  grpc::ClientContext raw_context;
+  auto raw = stub_->Lease(&raw_context);
+  v1::LeaseRequest raw_open;
+  raw_open.mutable_open()->set_backend("raw");
+  ASSERT_TRUE(raw->Write(raw_open));
+  v1::LeaseResponse none;
+  EXPECT_FALSE(raw->Read(&none));
+  EXPECT_EQ(raw->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto lines = log.Matching({"\"msg\":\"request refused\""});
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat("\"caller\":\"", testutil::kApp1, "\"")));
+  EXPECT_THAT(lines[0], HasSubstr("\"backend\":\"raw\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"reason\":\"socket_budget_exhausted\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"rpc\":\"Lease\""));
+  lease->WritesDone();
+  while (lease->Read(&info)) {
+  }
+  lease->Finish();
+}
+
+// Every admin call leaves one line: the admin's identity, the action, the backend ("*" for the
+// whole broker) and the result; a non-admin's attempt is a refusal line.
+TEST_F(BrokerServiceTest, AdminActionsAreLoggedWithCallerBackendAndResult) {
+  StartBroker();
+  testutil::LogCapture log;
+  ASSERT_TRUE(Drain("framed").ok());
+  ASSERT_TRUE(Resume("framed").ok());
+  ASSERT_TRUE(Drain("", true).ok());
+  ASSERT_TRUE(Resume("", true).ok());
+  EXPECT_EQ(Drain("nope").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Drain("raw", false, "client2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  {
+    grpc::ClientContext context;
+    v1::ReloadResponse response;
+    // This broker has no config file: UNIMPLEMENTED, logged as such.
+    EXPECT_EQ(admin->Reload(&context, v1::ReloadRequest(), &response).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  const std::string by_admin = absl::StrCat("caller=", testutil::kApp1);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Drain", by_admin, "backend=framed",
+                          "result=OK"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Resume", by_admin, "backend=framed",
+                          "result=OK"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Drain", by_admin, "backend=*",
+                          "result=OK"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Resume", by_admin, "backend=*",
+                          "result=OK", "resumed=framed,raw"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Drain", by_admin, "backend=nope",
+                          "result=NOT_FOUND", "unknown backend"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"admin action\"", "action=Reload", by_admin,
+                          "result=UNIMPLEMENTED"})
+                .size(),
+            1u);
+  EXPECT_EQ(log.Matching({"msg=\"request refused\"", "rpc=Drain", absl::StrCat("caller=", kApp2),
+                          "backend=raw", "reason=permission_denied"})
+                .size(),
+            1u);
+}
+
+// ---- ListSockets: holder and lease start ----
+
+// A leased socket lists its holder's identity and when the lease began; an idle one neither.
+TEST_F(BrokerServiceTest, ListSocketsShowsHolderAndLeaseStartOfLeasedSocketOnly) {
+  StartBroker();
+  v1::CallResponse idle_call;
+  ASSERT_TRUE(Call("framed", Frame("idle"), &idle_call, "TLSB0002").ok());
+  grpc::ClientContext lease_context;
+  auto lease = stub_->Lease(&lease_context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  open.mutable_open()->set_client_id("TLSB0001");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  v1::ListSocketsRequest request;
+  request.set_backend("framed");
+  v1::ListSocketsResponse sockets;
+  // The Call's socket may still be on its way back to idle: wait for it to get there.
+  ASSERT_TRUE(testutil::WaitUntil([&] {
+    grpc::ClientContext context;
+    sockets.Clear();
+    if (!admin->ListSockets(&context, request, &sockets).ok()) return false;
+    for (const auto& s : sockets.sockets()) {
+      if (s.client_id() == "TLSB0002" && s.state() == "idle") return true;
+    }
+    return false;
+  }, absl::Seconds(20)));
+  ASSERT_EQ(sockets.sockets_size(), 2);
+  for (const v1::SocketStatus& s : sockets.sockets()) {
+    if (s.client_id() == "TLSB0001") {
+      EXPECT_EQ(s.state(), "leased");
+      EXPECT_EQ(s.holder(), testutil::kApp1);
+      ASSERT_TRUE(s.has_lease_started_at());
+      // The lease began after the socket was made.
+      EXPECT_GE(s.lease_started_at().seconds(), s.created_at().seconds());
+    } else {
+      EXPECT_EQ(s.state(), "idle");
+      EXPECT_EQ(s.holder(), "");
+      EXPECT_FALSE(s.has_lease_started_at());
+    }
+  }
+  lease->WritesDone();
+  while (lease->Read(&info)) {
+  }
+  EXPECT_TRUE(lease->Finish().ok());
+}
+
+// ---- traceparent in the audit line ----
+
+TEST(TraceParentTest, AcceptsOnlyTheW3cVersion00Format) {
+  EXPECT_TRUE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_TRUE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+  // Upper-case hex, wrong lengths, a missing dash, other versions, all-zero IDs, garbage.
+  EXPECT_FALSE(IsValidTraceParent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-011"));
+  EXPECT_FALSE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceParent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceParent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+  EXPECT_FALSE(IsValidTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"));
+  EXPECT_FALSE(IsValidTraceParent("x=\"1\" level=error"));
+  EXPECT_FALSE(IsValidTraceParent(""));
+}
+
+// The lease's audit line carries the caller's valid traceparent, and leaves out an invalid one
+// rather than logging caller-controlled garbage.
+TEST_F(BrokerServiceTest, AuditLineCarriesValidTraceparentAndOmitsInvalidOne) {
+  StartBroker();
+  testutil::LogCapture log;
+  const std::string valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const std::string invalid = "00-4bf92f3577b34da6a3ce929d0e0e4736-NOT-HEX-AT-ALL-01";
+  auto audit_lines = [&] { return log.Matching({"msg=\"lease ended\"", "backend=framed"}); };
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("traceparent", valid);
+    v1::CallResponse response;
+    ASSERT_TRUE(Call("framed", Frame("traced"), &response, "", absl::Seconds(10), &context).ok());
+  }
+  // The audit line is written when the socket is back, which may follow the answer.
+  ASSERT_TRUE(testutil::WaitUntil([&] { return audit_lines().size() == 1; }, absl::Seconds(20)));
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("traceparent", invalid);
+    v1::CallResponse response;
+    ASSERT_TRUE(Call("framed", Frame("garbled"), &response, "", absl::Seconds(10), &context).ok());
+  }
+  ASSERT_TRUE(testutil::WaitUntil([&] { return audit_lines().size() == 2; }, absl::Seconds(20)));
+  const auto lines = audit_lines();
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat("traceparent=", valid)));
+  EXPECT_THAT(lines[1], ::testing::Not(HasSubstr("traceparent")));
+  EXPECT_THAT(lines[1], ::testing::Not(HasSubstr("NOT-HEX")));
+}
+
+// ---- addresses ----
+
+// A backend whose first address refuses (a port bound but never listening) serves from the
+// second; /metrics counts the attempts per address, and ListBackends lists both in order.
+TEST_F(BrokerServiceTest, ConnectAttemptsAreCountedPerAddress) {
+  testutil::RefusingPort dead;
+  ASSERT_GT(dead.port(), 0);
+  const std::string dead_address = absl::StrCat("127.0.0.1:", dead.port());
+  const std::string live_address = absl::StrCat("127.0.0.1:", framed_backend_->port());
+  options_.backends[0].endpoints = {
+      {dead_address, "127.0.0.1", static_cast<uint16_t>(dead.port())},
+      {live_address, "127.0.0.1", static_cast<uint16_t>(framed_backend_->port())}};
+  StartBroker();
+  v1::CallResponse response;
+  grpc::Status status = Call("framed", Frame("failover"), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.response(), Frame("re:failover"));
+  const std::string metrics = Metrics();
+  const std::string family = "tlsbroker_backend_connect_attempts_total";
+  EXPECT_EQ(MetricSum(metrics, family,
+                      {"backend=\"framed\"", absl::StrCat("address=\"", dead_address, "\""),
+                       "result=\"failed\""}),
+            1);
+  EXPECT_EQ(MetricSum(metrics, family,
+                      {"backend=\"framed\"", absl::StrCat("address=\"", live_address, "\""),
+                       "result=\"ok\""}),
+            1);
+  // The series exist before any attempt (the raw backend's one address).
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("address=\"127.0.0.1:", raw_backend_->port(),
+                                              "\",backend=\"raw\",result=\"failed\"} 0")));
+  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  grpc::ClientContext context;
+  v1::ListBackendsResponse backends;
+  ASSERT_TRUE(admin->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());
+  EXPECT_THAT(backends.backends(0).addresses(), ::testing::ElementsAre(dead_address, live_address));
 }
 
 }  // namespace

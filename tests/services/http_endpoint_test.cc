@@ -313,6 +313,7 @@ class HttpEndpointRegistryTest : public HttpEndpointTest {
     observer_ = *std::move(observer);
     observer_->SetBuildInfo("0.0.0-test", "unknown");
     std::shared_ptr<BackendObserver> b1 = observer_->ForBackend("b1");
+    b1->OnAddresses({"b1.example:9999"});  // As the pool does when it is created.
     b1->OnHandshake("ok", /*resumed=*/false, absl::Milliseconds(12));
     b1->OnHandshake("unknown_ca", /*resumed=*/false, absl::Milliseconds(3));
     b1->OnCertVerifyFailure("unknown_ca");

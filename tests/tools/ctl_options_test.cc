@@ -72,6 +72,12 @@ TEST(CtlOptionsTest, MistakesAreUsageErrors) {
       {{"backends", "--json=yes"}, "takes no value"},
       {{"backends", "--cert", "c.pem"}, "--cert and --key go together"},
       {{"backends", "--insecure-plaintext", "--target", "10.0.0.1:7443"}, "loopback"},
+      // No default to the whole broker: a forgotten argument must not drain the pod.
+      {{"drain"}, "needs a BACKEND argument, or --all"},
+      {{"resume"}, "needs a BACKEND argument, or --all"},
+      {{"drain", "b", "--all"}, "not both"},
+      {{"resume", "--all", "b"}, "not both"},
+      {{"sockets", "b", "--all"}, "--all does not apply to sockets"},
   };
   for (const Case& c : cases) {
     auto o = Parse(c.args);
@@ -80,6 +86,21 @@ TEST(CtlOptionsTest, MistakesAreUsageErrors) {
     EXPECT_THAT(std::string(o.status().message()), HasSubstr(c.message))
         << ::testing::PrintToString(c.args);
   }
+}
+
+// drain and resume take one backend, or --all for the whole broker.
+TEST(CtlOptionsTest, DrainAndResumeTakeBackendOrAll) {
+  auto one = Parse({"resume", "ims"});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->command, Command::kResume);
+  EXPECT_EQ(one->backend, "ims");
+  EXPECT_FALSE(one->all);
+  auto all = Parse({"--all", "drain"});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->command, Command::kDrain);
+  EXPECT_EQ(all->backend, "");
+  EXPECT_TRUE(all->all);
+  EXPECT_THAT(UsageText(), HasSubstr("resume (BACKEND | --all)"));
 }
 
 // --help wins over everything else on the line, even a mistake.
@@ -118,6 +139,24 @@ TEST(CtlOptionsTest, FrameTextPrefixesBigEndianLengthIncludingItself) {
   EXPECT_EQ(FrameText("hello"), std::string("\0\0\0\x09hello", 9));
   EXPECT_EQ(FrameText(""), std::string("\0\0\0\x04", 4));
   EXPECT_EQ(FrameText(std::string(300, 'x')).substr(0, 4), std::string("\0\0\x01\x30", 4));
+}
+
+// `backends` shows every address of a backend with several, in order, and a whole-broker
+// drain on a line of its own.
+TEST(CtlOutputTest, BackendsTableShowsAddressesAndBrokerDrain) {
+  v1::ListBackendsResponse response;
+  v1::BackendStatus* b = response.add_backends();
+  b->set_name("ims");
+  b->set_address("ims-a:9999");
+  b->add_addresses("ims-a:9999");
+  b->add_addresses("ims-b:9999");
+  b->set_draining(true);
+  std::string table = BackendsTable(response);
+  EXPECT_THAT(table, HasSubstr("ims-a:9999,ims-b:9999"));
+  EXPECT_THAT(table, HasSubstr("draining"));
+  EXPECT_THAT(table, ::testing::Not(HasSubstr("broker: draining")));
+  response.set_broker_draining(true);
+  EXPECT_THAT(BackendsTable(response), HasSubstr("broker: draining"));
 }
 
 // Durations take Go-style units or plain seconds.

@@ -281,6 +281,59 @@ TEST_F(TlsbrokerctlTest, DrainThenCallExitsUnavailable) {
   EXPECT_EQ(Ctl({"lease", "echo", "--linger", "0"}, "client", "").exit_code, 0);
 }
 
+// `resume` undoes `drain`: the backend serves again. `drain --all` / `resume --all` act on the
+// whole broker, and `backends` says when it is drained.
+TEST_F(TlsbrokerctlTest, ResumeUndoesDrainOfBackendAndOfWholeBroker) {
+  StartBroker();
+  ASSERT_EQ(Ctl({"drain", "framed"}).exit_code, 0);
+  ASSERT_EQ(Ctl({"call", "framed", "--frame-text", "x"}).exit_code, 3);
+  CtlResult resume = Ctl({"resume", "framed"});
+  ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  EXPECT_THAT(resume.out, HasSubstr("resumed: framed"));
+  CtlResult call = Ctl({"call", "framed", "--frame-text", "again"});
+  ASSERT_EQ(call.exit_code, 0) << call.err;
+  EXPECT_EQ(call.out, Frame("re:again"));
+
+  CtlResult drain_all = Ctl({"drain", "--all"});
+  ASSERT_EQ(drain_all.exit_code, 0) << drain_all.err;
+  EXPECT_THAT(drain_all.out, HasSubstr("draining the whole broker"));
+  EXPECT_THAT(Ctl({"backends"}).out, HasSubstr("broker: draining"));
+  EXPECT_EQ(Ctl({"call", "framed", "--frame-text", "x"}).exit_code, 3);
+  CtlResult resume_all = Ctl({"resume", "--all"});
+  ASSERT_EQ(resume_all.exit_code, 0) << resume_all.err;
+  EXPECT_THAT(resume_all.out, HasSubstr("resumed: framed, echo"));
+  EXPECT_THAT(Ctl({"backends"}).out, ::testing::Not(HasSubstr("broker: draining")));
+  EXPECT_EQ(Ctl({"call", "framed", "--frame-text", "x"}).exit_code, 0);
+  // Not an admin: refused (exit 4).
+  EXPECT_EQ(Ctl({"resume", "--all"}, "client2").exit_code, 4);
+}
+
+// `sockets` names the caller holding a leased socket and when its lease began.
+TEST_F(TlsbrokerctlTest, SocketsNamesHolderOfLeasedSocket) {
+  StartBroker();
+  auto stub = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+  grpc::ClientContext context;
+  auto lease = stub->Lease(&context);
+  v1::LeaseRequest open;
+  open.mutable_open()->set_backend("framed");
+  ASSERT_TRUE(lease->Write(open));
+  v1::LeaseResponse info;
+  ASSERT_TRUE(lease->Read(&info));
+  CtlResult r = Ctl({"sockets", "framed"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("HOLDER"));
+  EXPECT_THAT(r.out, HasSubstr("LEASE_STARTED"));
+  EXPECT_THAT(r.out, HasSubstr(testutil::kApp1));
+  CtlResult json = Ctl({"sockets", "framed", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr(absl::StrCat("\"holder\":\"", testutil::kApp1, "\"")));
+  EXPECT_THAT(json.out, HasSubstr("\"lease_started_at\":\""));
+  lease->WritesDone();
+  while (lease->Read(&info)) {
+  }
+  EXPECT_TRUE(lease->Finish().ok());
+}
+
 // A rejected reload (the config file became invalid) exits 7 and prints the broker's errors.
 TEST_F(TlsbrokerctlTest, RejectedReloadPrintsErrors) {
   const std::string config = absl::StrCat(temp_dir_, "/broker.yaml");

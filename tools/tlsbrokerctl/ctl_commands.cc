@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "broker/common/status_macros.h"
 #include "tlsbroker/v1/broker.grpc.pb.h"
@@ -302,25 +303,54 @@ int RunSockets(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& 
   return PrintStdout(SocketsTable(response, absl::Now())) ? kExitOk : kExitLocalError;
 }
 
+// Prints `response` as JSON with --json, else `text`.
+int PrintResult(const CtlOptions& options, const google::protobuf::Message& response,
+                const std::string& text) {
+  if (options.json) {
+    absl::StatusOr<std::string> json = MessageJson(response);
+    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
+    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
+  }
+  return PrintStdout(text) ? kExitOk : kExitLocalError;
+}
+
 int RunDrain(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
   auto stub = v1::BrokerAdmin::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::DrainRequest request;
   request.set_backend(options.backend);
+  request.set_all(options.all);
   v1::DrainResponse response;
   grpc::Status status = stub->Drain(&context, request, &response);
   if (!status.ok()) return ReportRpcError("drain", status, context);
-  if (options.json) {
-    absl::StatusOr<std::string> json = MessageJson(response);
-    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
-    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
+  return PrintResult(
+      options, response,
+      absl::StrCat("draining ", options.all ? "the whole broker" : options.backend, ": closed ",
+                   response.closed_idle(), " idle socket(s), ", response.leased(),
+                   " leased socket(s) close when their lease ends; undo with `tlsbrokerctl "
+                   "resume ", options.all ? "--all" : options.backend, "`\n"));
+}
+
+int RunResume(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = v1::BrokerAdmin::NewStub(channel);
+  grpc::ClientContext context;
+  SetDeadline(&context, options);
+  v1::ResumeRequest request;
+  request.set_backend(options.backend);
+  request.set_all(options.all);
+  v1::ResumeResponse response;
+  grpc::Status status = stub->Resume(&context, request, &response);
+  if (!status.ok()) return ReportRpcError("resume", status, context);
+  std::string text = response.resumed().empty()
+                         ? "resumed: nothing (was not draining)\n"
+                         : absl::StrCat("resumed: ", absl::StrJoin(response.resumed(), ", "),
+                                        "\n");
+  if (!response.still_draining().empty()) {
+    absl::StrAppend(&text, "still draining: ", absl::StrJoin(response.still_draining(), ", "),
+                    "\n");
   }
-  return PrintStdout(absl::StrCat("draining ", options.backend, ": closed ",
-                                  response.closed_idle(), " idle socket(s), ", response.leased(),
-                                  " leased socket(s) close when their lease ends\n"))
-             ? kExitOk
-             : kExitLocalError;
+  return PrintResult(options, response, text);
 }
 
 int RunReload(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
@@ -434,6 +464,8 @@ int RunCtlCommand(const CtlOptions& options) {
       return RunSockets(options, *channel);
     case Command::kDrain:
       return RunDrain(options, *channel);
+    case Command::kResume:
+      return RunResume(options, *channel);
     case Command::kReload:
       return RunReload(options, *channel);
     case Command::kHelp:

@@ -40,6 +40,7 @@ constexpr FlagSpec kFlags[] = {
     {"--file", true, Bit(Command::kCall)},
     {"--frame-text", true, Bit(Command::kCall)},
     {"--linger", true, Bit(Command::kLease)},
+    {"--all", false, Bit(Command::kDrain) | Bit(Command::kResume)},
 };
 
 const FlagSpec* FindFlag(absl::string_view name) {
@@ -57,13 +58,15 @@ struct CommandSpec {
   const char* name;
   Command command;
   int positionals;  // BACKEND or nothing
+  // BACKEND may instead be --all (the whole broker); exactly one of the two.
+  bool or_all = false;
 };
 
 constexpr CommandSpec kCommands[] = {
-    {"help", Command::kHelp, 0},         {"call", Command::kCall, 1},
-    {"lease", Command::kLease, 1},       {"backends", Command::kBackends, 0},
-    {"sockets", Command::kSockets, 1},   {"drain", Command::kDrain, 1},
-    {"reload", Command::kReload, 0},
+    {"help", Command::kHelp, 0},          {"call", Command::kCall, 1},
+    {"lease", Command::kLease, 1},        {"backends", Command::kBackends, 0},
+    {"sockets", Command::kSockets, 1},    {"drain", Command::kDrain, 1, true},
+    {"resume", Command::kResume, 1, true}, {"reload", Command::kReload, 0},
 };
 
 }  // namespace
@@ -177,14 +180,31 @@ absl::StatusOr<CtlOptions> ParseArgs(const std::vector<std::string>& args,
   if (command == nullptr) return Usage(absl::StrCat("unknown command \"", positionals[0], "\""));
   o.command = command->command;
   const int got = static_cast<int>(positionals.size()) - 1;
-  if (got < command->positionals) {
+  bool all = false;
+  for (const auto& [spec, value] : flags) {
+    if (absl::string_view(spec->name) == "--all") all = true;
+  }
+  if (command->or_all && all) {
+    if (got > 0) {
+      return Usage(absl::StrCat(command->name, " takes a BACKEND or --all, not both"));
+    }
+    o.all = true;
+  } else if (command->or_all && got < command->positionals) {
+    // No default to the whole broker: a forgotten argument must not take the pod out of
+    // service.
+    return Usage(absl::StrCat(command->name, " needs a BACKEND argument, or --all for the "
+                              "whole broker"));
+  }
+  if (o.all) {
+    // Checked above: no positional besides the command.
+  } else if (got < command->positionals) {
     return Usage(absl::StrCat(command->name, " needs a BACKEND argument"));
   }
   if (got > command->positionals) {
     return Usage(absl::StrCat("unexpected argument \"", positionals[command->positionals + 1],
                               "\" for ", command->name));
   }
-  if (command->positionals == 1) o.backend = positionals[1];
+  if (command->positionals == 1 && !o.all) o.backend = positionals[1];
 
   if (const char* env = getenv("TLSBROKER_TARGET"); env != nullptr && *env != '\0') {
     o.connection.target = env;
@@ -222,6 +242,8 @@ absl::StatusOr<CtlOptions> ParseArgs(const std::vector<std::string>& args,
       o.quiet = true;
     } else if (name == "--client-id") {
       o.client_id = value;
+    } else if (name == "--all") {
+      // Read above, with the positionals.
     } else if (name == "--linger") {
       BROKER_ASSIGN_OR_RETURN(o.linger, ParseDurationFlag(value));
     } else if (name == "--data" || name == "--file" || name == "--frame-text") {
@@ -276,10 +298,20 @@ Commands:
       connecting and the maximum, waiters, sockets created, full and resumed handshakes,
       the last connect failure.
   sockets BACKEND
-      The sockets of one backend (BrokerAdmin.ListSockets).
-  drain BACKEND
+      The sockets of one backend (BrokerAdmin.ListSockets); a leased one with its lease ID,
+      the identity of the caller holding it (HOLDER) and when its lease began
+      (LEASE_STARTED, UTC).
+  drain (BACKEND | --all)
       Refuses new leases on BACKEND and retires its sockets (idle ones now, leased ones
-      when their lease ends) (BrokerAdmin.Drain).
+      when their lease ends) (BrokerAdmin.Drain). The broker stays ready (/readyz 200)
+      while another backend can serve. --all drains every backend and turns /readyz 503,
+      so load balancers move callers to other replicas. Undone by `resume`; a reload does
+      not undo it.
+  resume (BACKEND | --all)
+      Undoes `drain` (BrokerAdmin.Resume): BACKEND, or with --all the whole broker, takes
+      new leases again and refills its min_idle sockets. A backend drained by name stays
+      drained after `resume --all` until resumed by name; the output lists what is still
+      draining. A broker stopping after SIGTERM cannot resume.
   reload
       Makes the broker re-read its configuration and credentials (BrokerAdmin.Reload). A
       rejected configuration leaves the running one in force; its errors are printed.

@@ -26,7 +26,7 @@ enum ExitCode : int {
   kExitRpcError = 7,     // any other RPC error
 };
 
-enum class Command { kHelp, kCall, kLease, kBackends, kSockets, kDrain, kReload };
+enum class Command { kHelp, kCall, kLease, kBackends, kSockets, kDrain, kResume, kReload };
 
 // Where `call` takes its request bytes from.
 enum class PayloadSource { kNone, kData, kFile, kFrameText };
@@ -49,6 +49,8 @@ struct CtlOptions {
   bool json = false;
   bool quiet = false;
   std::string backend;
+  // `drain` / `resume` on the whole broker (--all) instead of one backend.
+  bool all = false;
   std::string client_id;
   PayloadSource payload_source = PayloadSource::kNone;
   std::string payload_arg;  // the TEXT or file name

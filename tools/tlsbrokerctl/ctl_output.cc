@@ -79,7 +79,10 @@ std::string BackendsTable(const v1::ListBackendsResponse& response) {
       {"NAME", "ADDRESS", "STATE", "IDLE", "LEASED", "CONNECTING", "MAX", "WAITERS", "CREATED",
        "FULL_HS", "RESUMED_HS", "LEASES", "CONNECT_FAILURES", "LAST_FAILURE"}};
   for (const v1::BackendStatus& b : response.backends()) {
-    rows.push_back({b.name(), b.address(), b.draining() ? "draining" : "serving",
+    // With `addresses`, all of them in the order they are tried.
+    const std::string address =
+        b.addresses_size() > 1 ? absl::StrJoin(b.addresses(), ",") : b.address();
+    rows.push_back({b.name(), address, b.draining() ? "draining" : "serving",
                     absl::StrCat(b.idle()), absl::StrCat(b.leased()),
                     absl::StrCat(b.connecting()), absl::StrCat(b.max_sockets()),
                     absl::StrCat(b.waiters()), absl::StrCat(b.sockets_created()),
@@ -87,13 +90,17 @@ std::string BackendsTable(const v1::ListBackendsResponse& response) {
                     absl::StrCat(b.leases_granted()), absl::StrCat(b.connect_failures()),
                     b.last_failure().empty() ? "" : Quoted(b.last_failure())});
   }
-  return FormatTable(rows);
+  std::string out = FormatTable(rows);
+  if (response.broker_draining()) {
+    out += "broker: draining (whole broker; undo with `tlsbrokerctl resume --all`)\n";
+  }
+  return out;
 }
 
 std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now) {
   std::vector<std::vector<std::string>> rows = {
       {"CLIENT_ID", "SOCKET", "SLOT", "STATE", "AGE", "LEASES", "SENT", "RECEIVED", "TLS",
-       "CIPHER", "RESUMED", "PEER_NOT_AFTER", "LEASE_ID", "PEER"}};
+       "CIPHER", "RESUMED", "PEER_NOT_AFTER", "LEASE_ID", "HOLDER", "LEASE_STARTED", "PEER"}};
   for (const v1::SocketStatus& s : response.sockets()) {
     const bool has_socket = s.socket_id() != 0;
     rows.push_back(
@@ -102,6 +109,8 @@ std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now
          absl::StrCat(s.leases_served()), absl::StrCat(s.bytes_sent()),
          absl::StrCat(s.bytes_received()), s.tls_version(), s.cipher(),
          has_socket ? YesNo(s.session_resumed()) : "", Date(s.peer().not_after()), s.lease_id(),
+         s.holder(),
+         Date(s.lease_started_at()),
          s.peer().subject().empty() ? "" : Quoted(s.peer().subject())});
   }
   return FormatTable(rows);

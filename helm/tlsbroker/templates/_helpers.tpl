@@ -185,8 +185,10 @@ r * 10^(B's digits) + 1 <= A's max_sockets.
 {{- define "tlsbroker.backendPorts" -}}
 {{- $ports := list -}}
 {{- range .Values.backends -}}
-{{- $port := regexFind "[0-9]+$" .address -}}
+{{- range (.addresses | default (list .address)) -}}
+{{- $port := regexFind "[0-9]+$" . -}}
 {{- if not (has $port $ports) -}}{{- $ports = append $ports $port -}}{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- join "," $ports -}}
 {{- end -}}

@@ -132,6 +132,10 @@ TEST_F(CheckConfigCliTest, ExampleConfigsPassCheckConfig) {
     const RunResult run = RunBroker({"--check-config", copy});
     EXPECT_EQ(run.exit_code, 0) << entry.path() << ":\n" << run.output;
     EXPECT_THAT(run.output, HasSubstr(": OK")) << entry.path();
+    if (entry.path().filename() == "full.yaml") {
+      // `addresses`: every address, in the order they are tried.
+      EXPECT_THAT(run.output, HasSubstr("ims-keystore: localhost:9998 (then localhost:9997)"));
+    }
   }
   EXPECT_GE(examples, 3);
 }

@@ -301,6 +301,67 @@ TEST_F(LoadOptionsTest, RequiredFieldsAndAddressAreChecked) {
   ExpectError(report, "backends", 2, "at least one backend");
 }
 
+// `addresses` lists several host:port of one backend, kept in order; the first also fills
+// address/host/port, and server_name defaults to their common host.
+TEST_F(LoadOptionsTest, AddressesAreParsedInOrder) {
+  const ConfigReport report = Load(
+      "backends:\n  - name: ims\n    addresses: [ims.example:9999, \"ims.example:9998\"]\n"
+      "    tls: {ca: pki/ec/ca-chain.pem}\n    allowed_callers: [\"spiffe://example.org/*\"]\n");
+  ASSERT_TRUE(report.ok()) << AllErrors(report);
+  const BackendOptions& b = report.options.backends[0];
+  ASSERT_EQ(b.endpoints.size(), 2u);
+  EXPECT_EQ(b.endpoints[0].address, "ims.example:9999");
+  EXPECT_EQ(b.endpoints[1].host, "ims.example");
+  EXPECT_EQ(b.endpoints[1].port, 9998);
+  EXPECT_EQ(b.address, "ims.example:9999");
+  EXPECT_EQ(b.port, 9999);
+  EXPECT_EQ(b.server_name, "ims.example");
+  ASSERT_EQ(b.Endpoints().size(), 2u);
+  // A single `address` is one endpoint.
+  const ConfigReport single = Load(kBackendHead);
+  ASSERT_TRUE(single.ok()) << AllErrors(single);
+  ASSERT_EQ(single.options.backends[0].Endpoints().size(), 1u);
+  EXPECT_EQ(single.options.backends[0].Endpoints()[0].address, "ims.example:9999");
+}
+
+// address and addresses together, a bad or repeated entry, and hosts that differ without a
+// server_name are errors that name the backend or the entry.
+TEST_F(LoadOptionsTest, AddressesMistakesAreReported) {
+  ConfigReport report = Load(
+      "backends:\n  - name: ims\n    address: a:1\n    addresses: [a:2]\n"
+      "    tls: {ca: pki/ec/ca-chain.pem}\n");
+  const ConfigError* both = FindError(report, "backends[0].addresses");
+  ASSERT_NE(both, nullptr) << AllErrors(report);
+  EXPECT_THAT(both->message, HasSubstr("backend \"ims\" sets both address and addresses"));
+
+  report = Load(
+      "backends:\n  - name: ims\n    addresses: [a:1, a:99999, a:1]\n"
+      "    tls: {ca: pki/ec/ca-chain.pem}\n");
+  const ConfigError* bad = FindError(report, "backends[0].addresses[1]");
+  ASSERT_NE(bad, nullptr) << AllErrors(report);
+  EXPECT_THAT(bad->message, HasSubstr("port \"99999\""));
+  const ConfigError* twice = FindError(report, "backends[0].addresses[2]");
+  ASSERT_NE(twice, nullptr) << AllErrors(report);
+  EXPECT_THAT(twice->message, HasSubstr("listed twice"));
+
+  report = Load(
+      "backends:\n  - name: ims\n    addresses: [a.example:1, b.example:1]\n"
+      "    tls: {ca: pki/ec/ca-chain.pem}\n");
+  const ConfigError* hosts = FindError(report, "backends[0].server_name");
+  ASSERT_NE(hosts, nullptr) << AllErrors(report);
+  EXPECT_THAT(hosts->message, HasSubstr("different hosts"));
+  report = Load(
+      "backends:\n  - name: ims\n    addresses: [a.example:1, b.example:1]\n"
+      "    server_name: ims.example\n    tls: {ca: pki/ec/ca-chain.pem}\n"
+      "    allowed_callers: [\"spiffe://example.org/*\"]\n");
+  EXPECT_TRUE(report.ok()) << AllErrors(report);
+
+  report = Load("backends:\n  - name: ims\n    tls: {ca: pki/ec/ca-chain.pem}\n");
+  const ConfigError* none = FindError(report, "backends[0].address");
+  ASSERT_NE(none, nullptr) << AllErrors(report);
+  EXPECT_THAT(none->message, HasSubstr("required for backend \"ims\""));
+}
+
 // A file that does not exist is named, resolved against the config's directory.
 TEST_F(LoadOptionsTest, MissingFileIsReported) {
   const ConfigReport report =

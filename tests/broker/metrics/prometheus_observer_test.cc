@@ -77,6 +77,8 @@ class PrometheusObserverTest : public ::testing::Test {
     observer_ = std::move(observer).value();
     backend_ = observer_->ForBackend("ims-prod");
     ASSERT_NE(backend_, nullptr);
+    // As SocketPool::Create does before any socket: the addresses get their series.
+    backend_->OnAddresses({"ims-a:9999", "ims-b:9999"});
   }
 
   // The value of the series `name{backend="ims-prod", labels...}`, or nullopt when absent.
@@ -102,7 +104,25 @@ TEST(MetricNamesTest, NamesAreSortedUniqueAndPrefixed) {
     EXPECT_TRUE(absl::StartsWith(name, "tlsbroker_")) << name;
     previous = name;
   }
-  EXPECT_EQ(std::size(m::kAllMetricNames), 31u);
+  EXPECT_EQ(std::size(m::kAllMetricNames), 32u);
+}
+
+// Connect attempts count per address and result; an address the pool never named is ignored
+// (no unbounded label values).
+TEST_F(PrometheusObserverTest, ConnectAttemptsCountPerAddress) {
+  EXPECT_EQ(Value(m::kBackendConnectAttemptsTotal, {{"address", "ims-b:9999"}, {"result", "ok"}}),
+            0.0);
+  backend_->OnConnectAttempt("ims-a:9999", false);
+  backend_->OnConnectAttempt("ims-b:9999", true);
+  backend_->OnConnectAttempt("ims-b:9999", true);
+  backend_->OnConnectAttempt("unknown:1", true);
+  EXPECT_EQ(Value(m::kBackendConnectAttemptsTotal,
+                  {{"address", "ims-a:9999"}, {"result", "failed"}}),
+            1.0);
+  EXPECT_EQ(Value(m::kBackendConnectAttemptsTotal, {{"address", "ims-b:9999"}, {"result", "ok"}}),
+            2.0);
+  EXPECT_EQ(Value(m::kBackendConnectAttemptsTotal, {{"address", "unknown:1"}, {"result", "ok"}}),
+            std::nullopt);
 }
 
 // Unknown label values map to "other"; known ones to their own position.

@@ -53,6 +53,9 @@ class RecordingObserver final : public BackendObserver {
   void OnOcspResponse(absl::string_view source, absl::string_view status) override {
     Count("ocsp:" + std::string(source) + ":" + std::string(status));
   }
+  void OnConnectAttempt(absl::string_view address, bool ok) override {
+    Count("connect:" + std::string(address) + (ok ? ":ok" : ":failed"));
+  }
 
   int Get(const std::string& key) const {
     MutexLock lock(&mu_);

@@ -730,5 +730,88 @@ TEST_F(SocketPoolTest, ShutdownRefusesNewLeases) {
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
 }
 
+// Shutdown (an admin drain) is reversible: after Resume the pool prewarms to min_idle again
+// and lends; a lease held across drain and resume returns its socket to the pool.
+TEST_F(SocketPoolTest, ResumeAfterShutdownLendsAndRefillsMinIdle) {
+  BackendOptions b = Backend();
+  b.pool.min_idle = 1;
+  MakePool(b);
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 1; }, absl::Seconds(20)));
+  auto held = testutil::AcquireSync(*pool_);
+  ASSERT_TRUE(held.ok()) << held.status();
+  pool_->Shutdown();
+  auto refused = testutil::AcquireSync(*pool_);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("draining"));
+
+  pool_->Resume();
+  // Prewarm runs again: min_idle besides the socket still leased.
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 1; }, absl::Seconds(20)));
+  const uint64_t held_socket = held->info().socket_id;
+  *held = Lease();  // Released after the resume: back to the pool, not closed.
+  ASSERT_TRUE(testutil::WaitUntil([&] { return pool_->Stats().idle == 2; }, absl::Seconds(20)));
+  bool reused_held = false;
+  for (const SocketSnapshot& s : pool_->Sockets()) reused_held |= s.socket_id == held_socket;
+  EXPECT_TRUE(reused_held);
+  auto again = testutil::AcquireSync(*pool_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->info().reused);
+}
+
+// `addresses`: a new socket tries them in order. With the first one refusing (a port bound
+// but never listening) the socket comes from the second, every time, and each attempt is
+// reported per address.
+TEST_F(SocketPoolTest, DeadFirstAddressFailsOverToTheNextInOrder) {
+  testutil::RefusingPort dead;
+  ASSERT_GT(dead.port(), 0);
+  BackendOptions b = Backend();
+  const std::string dead_address = absl::StrCat("127.0.0.1:", dead.port());
+  const std::string live_address = absl::StrCat("127.0.0.1:", server_->port());
+  b.endpoints = {{dead_address, "127.0.0.1", static_cast<uint16_t>(dead.port())},
+                 {live_address, "127.0.0.1", static_cast<uint16_t>(server_->port())}};
+  MakePool(b);
+  auto first = AcquireSync(*pool_, "TLSB0001");
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto echoed = RoundTrip(*first, "via the second address");
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, "re:via the second address");
+  EXPECT_EQ(observer_->Get("connect:" + dead_address + ":failed"), 1);
+  EXPECT_EQ(observer_->Get("connect:" + live_address + ":ok"), 1);
+  // A second socket starts at the first address again.
+  auto second = AcquireSync(*pool_, "TLSB0002");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(observer_->Get("connect:" + dead_address + ":failed"), 2);
+  EXPECT_EQ(observer_->Get("connect:" + live_address + ":ok"), 2);
+  EXPECT_EQ(observer_->Get("connect:" + dead_address + ":ok"), 0);
+  // The server finishes its side of a TLS 1.3 handshake just after the client does.
+  EXPECT_TRUE(server_->WaitFor(
+      [](const auto& st) { return st.full_handshakes + st.resumed_handshakes == 2; },
+      absl::Seconds(30)));
+  EXPECT_EQ(pool_->Stats().connect_failures, 0u);  // A round that found a socket did not fail.
+}
+
+// When every address fails, the failure names the last one and the pool backs off as with one
+// address.
+TEST_F(SocketPoolTest, EveryAddressFailingIsOneFailureNamingTheLastAddress) {
+  testutil::RefusingPort dead1;
+  testutil::RefusingPort dead2;
+  ASSERT_GT(dead1.port(), 0);
+  ASSERT_GT(dead2.port(), 0);
+  BackendOptions b = Backend();
+  const std::string a1 = absl::StrCat("127.0.0.1:", dead1.port());
+  const std::string a2 = absl::StrCat("127.0.0.1:", dead2.port());
+  b.endpoints = {{a1, "127.0.0.1", static_cast<uint16_t>(dead1.port())},
+                 {a2, "127.0.0.1", static_cast<uint16_t>(dead2.port())}};
+  MakePool(b);
+  auto lease = AcquireSync(*pool_);
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(lease.status()), "connect_refused");
+  EXPECT_THAT(std::string(lease.status().message()), HasSubstr(absl::StrCat("address ", a2)));
+  EXPECT_EQ(observer_->Get("connect:" + a1 + ":failed"), 1);
+  EXPECT_EQ(observer_->Get("connect:" + a2 + ":failed"), 1);
+  EXPECT_EQ(pool_->Stats().connect_failures, 1u);
+}
+
 }  // namespace
 }  // namespace tlsbroker
