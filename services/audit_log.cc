@@ -1,20 +1,19 @@
 #include "services/audit_log.h"
 
+#include <iterator>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
+#include "broker/metrics/metric_names.h"
 
 namespace tlsbroker {
 
 std::string CodeName(absl::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",             "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS",      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",      "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",         "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  // kGrpcCodes is in code number order, ending with "other" (not a code).
   const int index = static_cast<int>(code);
-  return index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN";
+  constexpr int kCodes = static_cast<int>(std::size(metrics::kGrpcCodes)) - 1;
+  return std::string(index >= 0 && index < kCodes ? metrics::kGrpcCodes[index] : "UNKNOWN");
 }
 
 std::string RefusalReason(const absl::Status& status) {

@@ -216,16 +216,7 @@ void CallReactor::Complete(absl::Status status, bool broken) {
   }
   if (to_cancel != 0 && pool != nullptr) pool->CancelAcquire(to_cancel);
   if (pool != nullptr) {
-    grpc::StatusCode code = static_cast<grpc::StatusCode>(status.code());
-    static const char* const kNames[] = {
-        "OK",           "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS",   "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",  "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",      "DATA_LOSS",
-        "UNAUTHENTICATED"};
-    int index = static_cast<int>(code);
-    pool->observer()->OnCall(index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN",
-                             absl::Now() - started_);
+    pool->observer()->OnCall(CodeName(status.code()), absl::Now() - started_);
   }
   // Release before answering: a caller whose next Call follows at once finds the socket on
   // its way back (or already idle) instead of making the pool open another.
