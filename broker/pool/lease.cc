@@ -1,5 +1,7 @@
 #include "broker/pool/lease.h"
 
+#include <vector>
+
 #include <openssl/rand.h>
 
 #include <asio/post.hpp>
@@ -418,23 +420,22 @@ void LeaseCore::Release() {
     }
     const absl::Duration held = absl::Now() - self->granted_at_;
     self->pool_->observer_->OnLeaseEnded(verdict.ok() ? "clean" : "broken", held);
-    // One audit record per lease.
-    LogEvent(LogLevel::kInfo, "lease ended",
-             absl::StrCat(LogField("backend", self->info_.backend), " ",
-                          LogField("caller", self->caller_), " ",
-                          LogField("client_id", self->info_.client_id), " ",
-                          "socket_id=", self->info_.socket_id, " ",
-                          "bytes_sent=", self->bytes_sent_, " ",
-                          "bytes_received=", self->bytes_received_, " ",
-                          "duration_ms=", absl::ToInt64Milliseconds(held), " ",
-                          LogField("result", verdict.ok() ? "clean" : "broken"),
-                          verdict.ok() ? "" : " ",
-                          verdict.ok() ? "" : LogField("detail", verdict.message()),
-                          // Left out, not empty, when the caller sent none (or a bad one).
-                          self->trace_parent_.empty() ? "" : " ",
-                          self->trace_parent_.empty()
-                              ? ""
-                              : LogField("traceparent", self->trace_parent_)));
+    // One audit record per lease. Counts are typed fields: numbers, not strings, in JSON logs.
+    std::vector<LogValue> fields = {
+        LogValue::Str("backend", self->info_.backend),
+        LogValue::Str("caller", self->caller_),
+        LogValue::Str("client_id", self->info_.client_id),
+        LogValue::Int("socket_id", static_cast<int64_t>(self->info_.socket_id)),
+        LogValue::Int("bytes_sent", static_cast<int64_t>(self->bytes_sent_)),
+        LogValue::Int("bytes_received", static_cast<int64_t>(self->bytes_received_)),
+        LogValue::Int("duration_ms", absl::ToInt64Milliseconds(held)),
+        LogValue::Str("result", verdict.ok() ? "clean" : "broken")};
+    if (!verdict.ok()) fields.push_back(LogValue::Str("detail", verdict.message()));
+    // Left out, not empty, when the caller sent none (or a bad one).
+    if (!self->trace_parent_.empty()) {
+      fields.push_back(LogValue::Str("traceparent", self->trace_parent_));
+    }
+    LogEventWith(LogLevel::kInfo, "lease ended", fields);
     self->pool_->ReturnSocket(self->socket_, verdict, close_reason);
   });
 }

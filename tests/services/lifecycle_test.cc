@@ -383,7 +383,8 @@ TEST_F(LifecycleTest, BinaryExportsProcessBuildAndBudgetLimitMetrics) {
 }
 
 // With --log-format json every line the broker writes is one JSON object, including the config
-// warnings printed at start (their position as numbers) and gRPC's own log lines (at
+// warnings printed at start (their position as numbers), the per-lease audit line (its counts
+// as numbers) and gRPC's own log lines (at
 // GRPC_VERBOSITY=INFO gRPC logs its pollers and server setup at start), which carry gRPC's file
 // and line.
 TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
@@ -425,7 +426,7 @@ TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
 
   const std::string log = broker->ReadLog();
   int lines = 0;
-  bool warning_seen = false, grpc_seen = false;
+  bool warning_seen = false, grpc_seen = false, lease_ended_seen = false;
   for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
     ++lines;
     google::protobuf::Struct object;
@@ -445,6 +446,18 @@ TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
       ASSERT_EQ(f.at("column").kind_case(), google::protobuf::Value::kNumberValue) << line;
       EXPECT_GT(f.at("column").number_value(), 0) << line;
     }
+    if (f.at("msg").string_value() == "lease ended") {
+      // The audit line's counts are numbers, so a log pipeline can sum them as they come.
+      lease_ended_seen = true;
+      for (const char* key : {"socket_id", "bytes_sent", "bytes_received", "duration_ms"}) {
+        ASSERT_TRUE(f.count(key)) << key << " missing: " << line;
+        EXPECT_EQ(f.at(key).kind_case(), google::protobuf::Value::kNumberValue) << key << ": "
+                                                                                << line;
+      }
+      EXPECT_GT(f.at("bytes_sent").number_value(), 0) << line;
+      EXPECT_GT(f.at("bytes_received").number_value(), 0) << line;
+      EXPECT_EQ(f.at("result").string_value(), "clean") << line;
+    }
     if (f.count("logger") && f.at("logger").string_value() == "grpc") {
       grpc_seen = true;
       EXPECT_EQ(f.at("level").string_value(), "info") << line;
@@ -456,6 +469,7 @@ TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
   EXPECT_GT(lines, 0);
   EXPECT_TRUE(warning_seen) << log;
   EXPECT_TRUE(grpc_seen) << log;
+  EXPECT_TRUE(lease_ended_seen) << log;
 }
 
 }  // namespace
