@@ -43,7 +43,13 @@ RUN if [ -n "${TLSBROKER_PREBUILT}" ]; then \
 
 FROM debian:bookworm-slim AS runtime
 ARG VERSION=0.1.0
+# Which commit and when, for the OCI labels (empty when not given):
+#   --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) --build-arg CREATED=$(date -u +%FT%TZ)
+ARG GIT_COMMIT=""
+ARG CREATED=""
 LABEL org.opencontainers.image.title="tlsbroker" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.description="Pools of mutually-authenticated TLS sockets to backend servers, lent to applications over gRPC" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \

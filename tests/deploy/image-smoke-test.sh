@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the container image from the real Dockerfile with buildah (no Docker engine) and runs
-# `tlsbroker --version`, `tlsbroker --check-config` and `tlsbrokerctl --help` inside it as the
-# image's user.
+# `tlsbroker --version`, `tlsbroker --check-config` and `tlsbrokerctl --version` inside it as
+# the image's user, and checks the OCI revision and created labels.
 #   image-smoke-test.sh SOURCE_DIR TLSBROKER_BINARY TLSBROKERCTL_BINARY PKI_DIR
 # The build context is the Dockerfile and .dockerignore plus the already built (and stripped)
 # binaries, passed as TLSBROKER_PREBUILT/TLSBROKERCTL_PREBUILT so the image build skips the
@@ -37,7 +37,14 @@ strip --strip-debug -o "$ctx/prebuilt/tlsbroker" "$binary"
 strip --strip-debug -o "$ctx/prebuilt/tlsbrokerctl" "$ctl_binary"
 buildah bud --quiet --pull=never --isolation chroot \
   --build-arg TLSBROKER_PREBUILT=prebuilt/tlsbroker \
-  --build-arg TLSBROKERCTL_PREBUILT=prebuilt/tlsbrokerctl -t "$tag" "$ctx" >/dev/null
+  --build-arg TLSBROKERCTL_PREBUILT=prebuilt/tlsbrokerctl \
+  --build-arg GIT_COMMIT=0123456789ab --build-arg CREATED=2026-01-02T03:04:05Z \
+  -t "$tag" "$ctx" >/dev/null
+label() { buildah inspect --type image --format "{{index .OCIv1.Config.Labels \"$1\"}}" "$tag"; }
+[ "$(label org.opencontainers.image.revision)" = 0123456789ab ] || {
+  echo "FAIL: image label revision is '$(label org.opencontainers.image.revision)'"; exit 1; }
+[ "$(label org.opencontainers.image.created)" = 2026-01-02T03:04:05Z ] || {
+  echo "FAIL: image label created is '$(label org.opencontainers.image.created)'"; exit 1; }
 container=$(buildah from --pull=never "$tag")
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
 echo "image user: $user"
@@ -70,5 +77,7 @@ buildah umount "$container" >/dev/null
 buildah run --isolation chroot --user "$user" "$container" -- \
   /usr/local/bin/tlsbroker --check-config /etc/tlsbroker/config.yaml --ordinal 3
 # The `helm test` Pod runs tlsbrokerctl from this image.
-buildah run --isolation chroot --user "$user" "$container" -- /usr/local/bin/tlsbrokerctl --help >/dev/null
+ctl_version=$(buildah run --isolation chroot --user "$user" "$container" -- /usr/local/bin/tlsbrokerctl --version)
+echo "$ctl_version"
+[[ "$ctl_version" == tlsbrokerctl* ]] || { echo "FAIL: unexpected tlsbrokerctl --version output"; exit 1; }
 echo "OK: the image runs tlsbroker --version and --check-config, and tlsbrokerctl, as $user"

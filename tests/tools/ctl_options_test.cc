@@ -103,6 +103,16 @@ TEST(CtlOptionsTest, DrainAndResumeTakeBackendOrAll) {
   EXPECT_THAT(UsageText(), HasSubstr("resume (BACKEND | --all)"));
 }
 
+// --version needs no command; --help still wins over it.
+TEST(CtlOptionsTest, VersionNeedsNoCommandAndHelpWinsOverIt) {
+  auto o = Parse({"--version"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->command, Command::kVersion);
+  EXPECT_EQ(Parse({"backends", "--version"})->command, Command::kVersion);
+  EXPECT_EQ(Parse({"--version", "--help"})->command, Command::kHelp);
+  EXPECT_FALSE(Parse({"--version=1"}).ok());
+}
+
 // --help wins over everything else on the line, even a mistake.
 TEST(CtlOptionsTest, HelpWinsOverOtherArguments) {
   auto o = Parse({"call", "--help"});

@@ -380,5 +380,15 @@ TEST_F(TlsbrokerctlTest, UsageErrorsExit2AndHelpExits0) {
   EXPECT_THAT(help.out, HasSubstr("Exit codes:"));
 }
 
+// --version prints the version and commit, exit 0, with no broker to talk to.
+TEST_F(TlsbrokerctlTest, VersionPrintsVersionAndCommitWithoutABroker) {
+  target_ = "127.0.0.1:1";
+  CtlResult version = Ctl({"--version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_THAT(version.out,
+              testing::MatchesRegex(
+                  "tlsbrokerctl [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit ([0-9a-f]+|unknown)\\)\n"));
+}
+
 }  // namespace
 }  // namespace tlsbroker

@@ -469,7 +469,8 @@ int RunCtlCommand(const CtlOptions& options) {
     case Command::kReload:
       return RunReload(options, *channel);
     case Command::kHelp:
-      break;
+    case Command::kVersion:
+      break;  // main() answers these without a broker.
   }
   return kExitUsage;
 }

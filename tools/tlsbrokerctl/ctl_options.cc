@@ -35,6 +35,7 @@ constexpr FlagSpec kFlags[] = {
     {"--json", false, kAnyCommand},
     {"--quiet", false, kAnyCommand},
     {"--help", false, kAnyCommand},
+    {"--version", false, kAnyCommand},
     {"--client-id", true, Bit(Command::kCall) | Bit(Command::kLease)},
     {"--data", true, Bit(Command::kCall)},
     {"--file", true, Bit(Command::kCall)},
@@ -171,6 +172,13 @@ absl::StatusOr<CtlOptions> ParseArgs(const std::vector<std::string>& args,
   if (help) {
     o.command = Command::kHelp;
     return o;
+  }
+  // --version comes next: like --help it needs no command and no broker.
+  for (const auto& [spec, value] : flags) {
+    if (absl::string_view(spec->name) == "--version") {
+      o.command = Command::kVersion;
+      return o;
+    }
   }
   if (positionals.empty()) return Usage("missing command");
   const CommandSpec* command = nullptr;
@@ -335,6 +343,7 @@ Output options:
                         names; 64-bit integers are strings, durations like "0.002s")
   -q, --quiet           no lease summary on stderr
   -h, --help            this text
+  --version             print tlsbrokerctl's version and commit
 
 Exit codes:
   0  success

@@ -26,7 +26,17 @@ enum ExitCode : int {
   kExitRpcError = 7,     // any other RPC error
 };
 
-enum class Command { kHelp, kCall, kLease, kBackends, kSockets, kDrain, kResume, kReload };
+enum class Command {
+  kHelp,
+  kVersion,
+  kCall,
+  kLease,
+  kBackends,
+  kSockets,
+  kDrain,
+  kResume,
+  kReload
+};
 
 // Where `call` takes its request bytes from.
 enum class PayloadSource { kNone, kData, kFile, kFrameText };

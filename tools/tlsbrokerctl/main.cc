@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "services/build_info.h"
 #include "tools/tlsbrokerctl/ctl_commands.h"
 #include "tools/tlsbrokerctl/ctl_options.h"
 
@@ -30,6 +31,11 @@ int main(int argc, char** argv) {
   }
   if (options->command == Command::kHelp) {
     std::cout << UsageText();
+    return kExitOk;
+  }
+  if (options->command == Command::kVersion) {
+    std::cout << "tlsbrokerctl " << tlsbroker::BuildVersion() << " (commit "
+              << tlsbroker::BuildCommit() << ")\n";
     return kExitOk;
   }
   return RunCtlCommand(*options);
