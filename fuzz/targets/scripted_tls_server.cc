@@ -1,6 +1,7 @@
 #include "fuzz/targets/scripted_tls_server.h"
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <thread>
 #include <utility>
@@ -139,6 +141,24 @@ void ScriptedTlsServer::CloseConnection(int fd) {
   close(fd);
 }
 
+void ScriptedTlsServer::DrainUntilPeerCloses(int fd) {
+  // Bounded so a broker that never closes cannot stall the next connection for long; Stop()
+  // shuts the fd down, which ends the wait at once.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  char sink[4096];
+  for (;;) {
+    const int64_t left_ms = absl::ToInt64Milliseconds(give_up - absl::Now());
+    if (left_ms <= 0) return;
+    pollfd p{fd, POLLIN, 0};
+    const int ready = poll(&p, 1, static_cast<int>(left_ms));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;
+    const ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n == 0) return;  // The broker closed its side.
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return;
+  }
+}
+
 void ScriptedTlsServer::Serve(int fd) {
   // Each scripted TCP write goes out as its own segment instead of being coalesced.
   const int one = 1;
@@ -161,14 +181,28 @@ void ScriptedTlsServer::Serve(int fd) {
       script = script_;
     }
     open = Answer(ssl, socket_bio, fd, script);
-    // The connection end is part of the answer: done before the exchange is reported over.
-    if (!open) CloseConnection(fd);
+    // The connection end is part of the answer: sent before the exchange is reported over.
+    // A scripted reset closes at once. Any other end is a FIN (after close_notify if
+    // scripted) with the socket kept open for reading until the broker closes its side:
+    // the broker may still send KeyUpdates while it reads the answer (it rekeys every
+    // rekey_after_bytes), and such bytes reaching a closed socket draw a TCP reset, which can
+    // destroy answer bytes the broker has not read yet.
+    const bool graceful = !open && script.after != BackendScript::After::kReset;
+    if (graceful) {
+      shutdown(fd, SHUT_WR);
+    } else if (!open) {
+      CloseConnection(fd);
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (script_.id == id) state_ = State::kIdle;
     }
     cv_.notify_all();
     if (!open) {
+      if (graceful) {
+        DrainUntilPeerCloses(fd);
+        CloseConnection(fd);
+      }
       SSL_free(ssl);
       ERR_clear_error();
       return;

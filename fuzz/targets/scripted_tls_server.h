@@ -81,6 +81,8 @@ class ScriptedTlsServer {
   // SO_LINGER already set for a reset, or it broke).
   bool Answer(SSL* ssl, BIO* socket_bio, int fd, const BackendScript& script);
   void CloseConnection(int fd);
+  // After a graceful end (FIN sent): reads and discards until the broker closes its side.
+  void DrainUntilPeerCloses(int fd);
 
   SSL_CTX* const ctx_;
   const int listen_fd_;
