@@ -271,6 +271,17 @@ int RunLease(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& ch
   return kExitOk;
 }
 
+// Prints `response` as JSON with --json, else `text`.
+int PrintResult(const CtlOptions& options, const google::protobuf::Message& response,
+                const std::string& text) {
+  if (options.json) {
+    absl::StatusOr<std::string> json = MessageJson(response);
+    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
+    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
+  }
+  return PrintStdout(text) ? kExitOk : kExitLocalError;
+}
+
 int RunBackends(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
   auto stub = v1::BrokerAdmin::NewStub(channel);
   grpc::ClientContext context;
@@ -278,12 +289,7 @@ int RunBackends(const CtlOptions& options, const std::shared_ptr<grpc::Channel>&
   v1::ListBackendsResponse response;
   grpc::Status status = stub->ListBackends(&context, v1::ListBackendsRequest(), &response);
   if (!status.ok()) return ReportRpcError("backends", status, context);
-  if (options.json) {
-    absl::StatusOr<std::string> json = MessageJson(response);
-    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
-    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
-  }
-  return PrintStdout(BackendsTable(response)) ? kExitOk : kExitLocalError;
+  return PrintResult(options, response, BackendsTable(response));
 }
 
 int RunSockets(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
@@ -295,23 +301,7 @@ int RunSockets(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& 
   v1::ListSocketsResponse response;
   grpc::Status status = stub->ListSockets(&context, request, &response);
   if (!status.ok()) return ReportRpcError("sockets", status, context);
-  if (options.json) {
-    absl::StatusOr<std::string> json = MessageJson(response);
-    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
-    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
-  }
-  return PrintStdout(SocketsTable(response, absl::Now())) ? kExitOk : kExitLocalError;
-}
-
-// Prints `response` as JSON with --json, else `text`.
-int PrintResult(const CtlOptions& options, const google::protobuf::Message& response,
-                const std::string& text) {
-  if (options.json) {
-    absl::StatusOr<std::string> json = MessageJson(response);
-    if (!json.ok()) return PrintError(json.status().message()), kExitLocalError;
-    return PrintStdout(*json + "\n") ? kExitOk : kExitLocalError;
-  }
-  return PrintStdout(text) ? kExitOk : kExitLocalError;
+  return PrintResult(options, response, SocketsTable(response, absl::Now()));
 }
 
 int RunDrain(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
