@@ -14,11 +14,11 @@ test:
 build:
 	bash scripts/build.sh build
 
-# Sanitizer builds run the native tests; chart/manifest checks (deploy) and the benchmark smoke
-# test exercise no native code of ours that the plain run does not already cover. The
+# Sanitizer builds run the native tests; chart/manifest checks (deploy), the API lint (api) and
+# the benchmark smoke test exercise no native code of ours that the plain run does not already cover. The
 # randomized no-bleed test runs 20,000 exchanges instead of 100,000 (ASan is ~5x slower).
 test-asan:
-	TEST_STAGE=asan BUILD_DIR=build-asan CMAKE_EXTRA="-DTLSB_ASAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" TEST_EXCLUDE_LABEL="deploy|bench" \
+	TEST_STAGE=asan BUILD_DIR=build-asan CMAKE_EXTRA="-DTLSB_ASAN=ON -DTLSB_BUILD_BENCHMARKS=OFF" TEST_EXCLUDE_LABEL="deploy|bench|api" \
 	  TLSB_SOAK_EXCHANGES=20000 LSAN_OPTIONS="suppressions=$(CURDIR)/scripts/lsan-suppressions.txt" \
 	  bash scripts/test.sh
 

@@ -5,7 +5,7 @@
 #     multi-connection test server; framed echo: 4-byte length, answers "re:" + payload) and a
 #     raw echo backend for bulk Lease streams,
 #   - write a broker config and start tlsbroker with mTLS for callers,
-#   - run a few thousand Broker.Call requests from several concurrent callers (tlsbroker-load),
+#   - run a few thousand BrokerService.Call requests from several concurrent callers (tlsbroker-load),
 #   - print a short report: calls, the full TLS handshakes the backend performed, the client IDs
 #     (pooled sockets) that served the calls, latency percentiles and the /metrics URL,
 # and stop what it started. Everything listens on 127.0.0.1 on ports chosen at run time.

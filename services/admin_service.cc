@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "services/audit_log.h"
 #include "services/caller_identity.h"
 #include "services/caller_pattern.h"
@@ -9,7 +10,16 @@
 #include "services/status_conversion.h"
 
 namespace tlsbroker {
+
 namespace {
+
+// The core names a socket's state in words (its log lines use them); the API has an enum.
+v1::SocketState SocketStateOf(absl::string_view state) {
+  if (state == "connecting") return v1::SOCKET_STATE_CONNECTING;
+  if (state == "idle") return v1::SOCKET_STATE_IDLE;
+  if (state == "leased") return v1::SOCKET_STATE_LEASED;
+  return v1::SOCKET_STATE_UNSPECIFIED;
+}
 
 // In the admin log line, the "backend" of an action on the whole broker.
 constexpr char kWholeBroker[] = "*";
@@ -97,7 +107,7 @@ grpc::ServerUnaryReactor* AdminService::ListSockets(grpc::CallbackServerContext*
     s->set_client_id(snap.client_id);
     s->set_socket_id(snap.socket_id);
     s->set_slot(snap.slot);
-    s->set_state(snap.state);
+    s->set_state(SocketStateOf(snap.state));
     if (snap.socket_id != 0) ToProto(snap.created_at, s->mutable_created_at());
     s->set_leases_served(snap.leases_served);
     s->set_bytes_sent(snap.bytes_sent);

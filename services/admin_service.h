@@ -12,8 +12,8 @@
 
 namespace tlsbroker {
 
-// tlsbroker.v1.BrokerAdmin, for callers on the admin list only. Thread-safe.
-class AdminService final : public v1::BrokerAdmin::CallbackService {
+// tlsbroker.v1.BrokerAdminService, for callers on the admin list only. Thread-safe.
+class AdminService final : public v1::BrokerAdminService::CallbackService {
  public:
   // `reload` re-reads the configuration; it returns the errors that kept the new one out
   // (empty = applied). Null = reload not supported by this server.
@@ -21,7 +21,7 @@ class AdminService final : public v1::BrokerAdmin::CallbackService {
   AdminService(ServiceContext services, ReloadFn reload)
       : services_(std::move(services)), reload_(std::move(reload)) {}
 
-  // v1::BrokerAdmin::CallbackService
+  // v1::BrokerAdminService::CallbackService
   grpc::ServerUnaryReactor* ListBackends(grpc::CallbackServerContext* context,
                                          const v1::ListBackendsRequest* request,
                                          v1::ListBackendsResponse* response) override;

@@ -28,7 +28,7 @@
 namespace tlsbroker {
 
 // The whole running broker: I/O loops, backend pools, metrics, the gRPC server (Broker,
-// BrokerAdmin, health, reflection) and the HTTP endpoint (/metrics, /healthz, /readyz).
+// BrokerAdminService, health, reflection) and the HTTP endpoint (/metrics, /healthz, /readyz).
 // Used by main() and, in-process, by the tests.
 //
 // Thread-safe. Shutdown() (or the destructor) drains: new leases are refused, running ones may
@@ -36,7 +36,7 @@ namespace tlsbroker {
 // How a BrokerServer runs (not part of the config file).
 struct BrokerServerStartOptions {
   int io_threads = 0;  // 0 = one per core.
-  // The config file, re-read by ReloadFromFile() (BrokerAdmin.Reload, SIGHUP). Empty: reload
+  // The config file, re-read by ReloadFromFile() (BrokerAdminService.Reload, SIGHUP). Empty: reload
   // from a file is not available.
   std::string config_path;
   int ordinal = -1;  // Replica ordinal for {ordinal}; -1 = from $HOSTNAME.

@@ -8,13 +8,13 @@
 
 namespace tlsbroker {
 
-// tlsbroker.v1.Broker on the gRPC callback API: each RPC gets a reactor; no thread per RPC.
+// tlsbroker.v1.BrokerService on the gRPC callback API: each RPC gets a reactor; no thread per RPC.
 // Thread-safe.
-class BrokerService final : public v1::Broker::CallbackService {
+class BrokerService final : public v1::BrokerService::CallbackService {
  public:
   explicit BrokerService(ServiceContext services) : services_(std::move(services)) {}
 
-  // v1::Broker::CallbackService
+  // v1::BrokerService::CallbackService
   grpc::ServerBidiReactor<v1::LeaseRequest, v1::LeaseResponse>* Lease(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,

@@ -13,13 +13,49 @@ std::string ReasonFor(const absl::Status& status) {
   return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
 }
 
+namespace {
+
+// Grouped as docs/errors.md groups them.
+constexpr absl::string_view kKnownReasons[] = {
+    // The broker or the backend is drained (UNAVAILABLE; nothing was sent).
+    "draining",
+    // Reaching the backend (UNAVAILABLE; nothing was sent).
+    "connect_refused", "connect_timeout", "connect_failed", "resolve_failed",
+    "handshake_timeout", "handshake_failed", "protocol_version", "no_shared_cipher",
+    "peer_rejected_certificate",
+    // The backend's certificate (UNAVAILABLE; nothing was sent).
+    "unknown_ca", "expired", "not_yet_valid", "bad_certificate", "hostname_mismatch",
+    "peer_name_mismatch", "san_mismatch", "issuer_mismatch", "spki_pin_mismatch",
+    "certificate_revoked", "crl_stale", "crl_unavailable", "ocsp_unknown", "ocsp_invalid",
+    "ocsp_unreachable",
+    // The exchange with the backend.
+    "outcome_unknown", "backend_closed", "write_failed", "read_failed", "frame_too_large",
+    "bad_frame", "extra_response", "unread_bytes",
+};
+
+bool IsKnownReason(absl::string_view reason) {
+  for (absl::string_view known : kKnownReasons) {
+    if (known == reason) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Span<const absl::string_view> KnownReasons() { return kKnownReasons; }
+
+std::string ApiReason(const absl::Status& status, absl::string_view reason) {
+  std::string why = reason.empty() ? ReasonFor(status) : std::string(reason);
+  if (!IsKnownReason(why)) why = absl::StatusCodeToString(status.code());
+  return absl::AsciiStrToUpper(why);
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& status, absl::string_view reason,
                           absl::string_view backend) {
   if (status.ok()) return grpc::Status::OK;
-  std::string why = reason.empty() ? ReasonFor(status) : std::string(reason);
   v1::ErrorInfo info;
-  info.set_reason(why);
-  info.set_domain("tlsbroker");
+  info.set_reason(ApiReason(status, reason));
+  info.set_domain(kErrorDomain);
   if (!backend.empty()) (*info.mutable_metadata())["backend"] = std::string(backend);
   v1::RpcStatus details;
   details.set_code(static_cast<int>(status.code()));
@@ -34,8 +70,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status, absl::string_view reason,
 grpc::Status FinishStatus(grpc::ServerContextBase* context, const absl::Status& status,
                           absl::string_view reason, absl::string_view backend) {
   if (!status.ok()) {
-    context->AddTrailingMetadata(kReasonMetadataKey,
-                                 reason.empty() ? ReasonFor(status) : std::string(reason));
+    context->AddTrailingMetadata(kReasonMetadataKey, ApiReason(status, reason));
   }
   return ToGrpcStatus(status, reason, backend);
 }

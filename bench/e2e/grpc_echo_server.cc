@@ -1,7 +1,7 @@
 // tlsb-bench-grpc-echo: baseline (d) of the end-to-end benchmark (scripts/bench.sh): a bare gRPC
-// unary echo with no backend at all, the floor for the gRPC leg of a Broker.Call.
+// unary echo with no backend at all, the floor for the gRPC leg of a BrokerService.Call.
 //
-// It serves the broker's own Broker.Call method (tlsbroker.v1), so tlsbroker-load drives it with
+// It serves the broker's own BrokerService.Call method (tlsbroker.v1), so tlsbroker-load drives it with
 // exactly the client, channel settings, payloads and verification it uses against tlsbroker.
 // Call answers what the framed test backend would: the request frame's payload behind the
 // response prefix, in a new 4-byte big-endian length frame. Its listener is set up like the
@@ -31,7 +31,7 @@ namespace tlsbroker::bench {
 namespace {
 
 // Thread-safe: stateless; reactions run on gRPC's callback threads.
-class EchoBroker final : public tlsbroker::v1::Broker::CallbackService {
+class EchoBroker final : public tlsbroker::v1::BrokerService::CallbackService {
  public:
   explicit EchoBroker(std::string prefix) : prefix_(std::move(prefix)) {}
 

@@ -60,11 +60,11 @@ TEST_F(BackendFaultsTest, BackendKilledMidLeaseEndsLeaseWithReasonAndPoolRefills
   grpc::Status quiet_status = quiet->Finish();
   EXPECT_EQ(quiet_status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << quiet_status.error_message();
-  EXPECT_EQ(Reason(quiet_context), "backend_closed");
+  EXPECT_EQ(Reason(quiet_context), "BACKEND_CLOSED");
   EXPECT_FALSE(busy->Read(&ignored));
   grpc::Status busy_status = busy->Finish();
   EXPECT_EQ(busy_status.error_code(), grpc::StatusCode::ABORTED) << busy_status.error_message();
-  EXPECT_EQ(Reason(busy_context), "outcome_unknown");
+  EXPECT_EQ(Reason(busy_context), "OUTCOME_UNKNOWN");
 
   // Both sockets are gone (and the idle ones, whose backend hung up, with them).
   EXPECT_TRUE(testutil::WaitUntil([&] {
@@ -80,7 +80,7 @@ TEST_F(BackendFaultsTest, BackendKilledMidLeaseEndsLeaseWithReasonAndPoolRefills
                                 absl::Seconds(5)));
   std::set<uint64_t> refilled;
   for (const v1::SocketStatus& s : ListSockets()) {
-    if (s.state() == "idle") refilled.insert(s.socket_id());
+    if (s.state() == v1::SOCKET_STATE_IDLE) refilled.insert(s.socket_id());
   }
   EXPECT_EQ(refilled.size(), 2u);
   v1::CallResponse after;
@@ -136,7 +136,7 @@ TEST_F(BackendFaultsTest, BackendRestartingUnderLoadLeaksNothingAndNoCallGetsWro
         std::string reason = Reason(context);
         bool expected = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                         (status.error_code() == grpc::StatusCode::ABORTED &&
-                         reason == "outcome_unknown");
+                         reason == "OUTCOME_UNKNOWN");
         if (!expected) ++other;
         std::lock_guard<std::mutex> lock(mu);
         ++failures[absl::StrCat(status.error_code(), " ", reason)];
@@ -203,7 +203,7 @@ TEST_F(BackendFaultsTest, BackendStallingHandshakeFailsCallWithHandshakeTimeout)
   v1::CallResponse response;
   grpc::Status status = Call("x", &response, absl::Seconds(90), &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-  EXPECT_EQ(Reason(context), "handshake_timeout");
+  EXPECT_EQ(Reason(context), "HANDSHAKE_TIMEOUT");
   EXPECT_EQ(backend_->stats().requests, 0);
   EXPECT_TRUE(testutil::WaitUntil([&] { return Stats().connecting == 0 && Stats().idle == 0; }));
 
@@ -267,12 +267,12 @@ TEST_P(BadFrameTest, BadResponseFrameFailsCallAndDestroysSocket) {
     // A frame over max_frame_bytes is an answer too large to deliver, not a broken stream.
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
         << status.error_message();
-    EXPECT_EQ(Reason(context), "frame_too_large");
+    EXPECT_EQ(Reason(context), "FRAME_TOO_LARGE");
   } else {
     EXPECT_THAT(status.error_code(),
                 AnyOf(grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::ABORTED))
         << status.error_message();
-    EXPECT_THAT(Reason(context), AnyOf("bad_frame", "outcome_unknown"));
+    EXPECT_THAT(Reason(context), AnyOf("BAD_FRAME", "OUTCOME_UNKNOWN"));
   }
   EXPECT_TRUE(response.response().empty());
   EXPECT_TRUE(testutil::WaitUntil([&] { return !SocketListed(socket); }));
@@ -309,7 +309,7 @@ TEST_P(CutResponseTest, BackendEndingConnectionMidFrameFailsCallAndNextCallGetsF
   grpc::Status status = Call("cut", &response, absl::Seconds(60), &context);
   EXPECT_THAT(status.error_code(), AnyOf(grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::ABORTED))
       << status.error_message();
-  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN") << status.error_message();
   EXPECT_TRUE(response.response().empty());
   EXPECT_TRUE(testutil::WaitUntil([&] { return !SocketListed(socket); }));
 
@@ -387,7 +387,7 @@ TEST_F(BackendFaultsTest, ExhaustedPoolRefusesNewLeasesWhileExistingOnesKeepWork
     grpc::Status status = Call("over", &response, absl::Seconds(10), &context);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
         << status.error_message();
-    EXPECT_EQ(Reason(context), "resource_exhausted");
+    EXPECT_EQ(Reason(context), "RESOURCE_EXHAUSTED");
   }
   {
     grpc::ClientContext context;

@@ -67,14 +67,14 @@ TEST_F(CallTimeoutTest, CallWithoutDeadlineToSilentBackendEndsAtCallTimeoutAndFr
   v1::CallResponse response;
   grpc::Status status = CallWithoutDeadline("stalled", &context, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  EXPECT_EQ(Reason(context), "outcome_unknown");
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN");
   EXPECT_THAT(status.error_message(), HasSubstr("pool.call_timeout 300ms"));
   v1::RpcStatus details;
   ASSERT_TRUE(details.ParseFromString(status.error_details()));
   ASSERT_EQ(details.details_size(), 1);
   v1::ErrorInfo info;
   ASSERT_TRUE(info.ParseFromString(details.details(0).value()));
-  EXPECT_EQ(info.reason(), "outcome_unknown");
+  EXPECT_EQ(info.reason(), "OUTCOME_UNKNOWN");
   EXPECT_TRUE(response.response().empty());
 
   // The socket is destroyed: the backend sees its connection close, the pool no longer lists
@@ -112,7 +112,7 @@ TEST_F(CallTimeoutTest, RpcDeadlineSoonerThanCallTimeoutStillWins) {
   v1::CallResponse response;
   grpc::Status status = Call("stalled", &response, absl::Milliseconds(300), &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  EXPECT_NE(Reason(context), "outcome_unknown");
+  EXPECT_NE(Reason(context), "OUTCOME_UNKNOWN");
   EXPECT_TRUE(testutil::WaitUntil([&] { return Calls("CANCELLED") == 1; }));
   EXPECT_EQ(Calls("DEADLINE_EXCEEDED"), 0);
   EXPECT_TRUE(testutil::WaitUntil([&] { return !SocketListed(socket); }));

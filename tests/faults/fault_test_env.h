@@ -113,8 +113,8 @@ class FaultTest : public ::testing::Test {
     broker_ = *std::move(server);
     target_ = absl::StrCat("localhost:", broker_->grpc_port());
     channel_ = BrokerChannel(target_);
-    stub_ = v1::Broker::NewStub(channel_);
-    admin_ = v1::BrokerAdmin::NewStub(channel_);
+    stub_ = v1::BrokerService::NewStub(channel_);
+    admin_ = v1::BrokerAdminService::NewStub(channel_);
   }
 
   grpc::Status Call(const std::string& payload, v1::CallResponse* response,
@@ -178,8 +178,8 @@ class FaultTest : public ::testing::Test {
   std::unique_ptr<BrokerServer> broker_;
   std::string target_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
-  std::unique_ptr<v1::BrokerAdmin::Stub> admin_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
+  std::unique_ptr<v1::BrokerAdminService::Stub> admin_;
 };
 
 }  // namespace tlsbroker::testutil

@@ -134,7 +134,7 @@ TEST_P(SmallRecordsTest, FrameOverMaxFrameBytesInTinyRecordsIsRefusedAsTooLarge)
   v1::CallResponse response;
   grpc::Status status = CallBig(kMebibyte + 1, &response, &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
-  EXPECT_EQ(Reason(context), "frame_too_large");
+  EXPECT_EQ(Reason(context), "FRAME_TOO_LARGE");
   EXPECT_THAT(status.error_message(), ::testing::HasSubstr("max_frame_bytes"));
 
   grpc::ClientContext next_context;

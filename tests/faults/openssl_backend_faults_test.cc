@@ -65,7 +65,7 @@ TEST_F(OpensslBackendFaultsTest, KilledUnderALeaseThatSentNothingEndsItWithBacke
   EXPECT_FALSE(lease->Read(&ignored));
   grpc::Status status = lease->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-  EXPECT_EQ(Reason(context), "backend_closed") << status.error_message();
+  EXPECT_EQ(Reason(context), "BACKEND_CLOSED") << status.error_message();
   EXPECT_TRUE(WaitPoolQuiet(absl::Seconds(60)));
   EXPECT_EQ(Stats().idle + Stats().leased, 0);
 }
@@ -80,7 +80,7 @@ TEST_F(OpensslBackendFaultsTest, KilledUnderALeaseThatSentBytesEndsItWithOutcome
   EXPECT_FALSE(lease->Read(&ignored));
   grpc::Status status = lease->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED) << status.error_message();
-  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN") << status.error_message();
   EXPECT_TRUE(WaitPoolQuiet(absl::Seconds(60)));
 }
 
@@ -97,7 +97,7 @@ TEST_F(OpensslBackendFaultsTest, HangingUpOnARequestEndsLeaseWithOutcomeUnknown)
   EXPECT_FALSE(lease->Read(&ignored));
   grpc::Status status = lease->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED) << status.error_message();
-  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN") << status.error_message();
   EXPECT_TRUE(WaitPoolQuiet(absl::Seconds(60)));
 }
 

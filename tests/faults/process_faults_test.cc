@@ -198,7 +198,7 @@ TEST(ProcessSignalsTest, SighupUnderLoadReloadsWithoutFailingCalls) {
   std::smatch match;
   std::string log = (*broker)->ReadLog();
   ASSERT_TRUE(std::regex_search(log, match, std::regex("grpc=127\\.0\\.0\\.1:([0-9]+)")));
-  auto stub = v1::Broker::NewStub(testutil::BrokerChannel(absl::StrCat("localhost:", match[1].str())));
+  auto stub = v1::BrokerService::NewStub(testutil::BrokerChannel(absl::StrCat("localhost:", match[1].str())));
 
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, wrong{0}, failed{0};

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " TARGET BACKEND\n";
     return 2;
   }
-  auto stub = v1::Broker::NewStub(testutil::BrokerChannel(argv[1]));
+  auto stub = v1::BrokerService::NewStub(testutil::BrokerChannel(argv[1]));
   grpc::ClientContext context;
   auto stream = stub->Lease(&context);
   v1::LeaseInfo info;

@@ -264,10 +264,10 @@ class Env:
         self.channels = [app1, app2]
         for channel in self.channels:
             grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT)
-        self.broker_stub = self.pb2_grpc.BrokerStub(app1)
-        self.admin_stub = self.pb2_grpc.BrokerAdminStub(app1)
-        self.other_broker_stub = self.pb2_grpc.BrokerStub(app2)
-        self.other_admin_stub = self.pb2_grpc.BrokerAdminStub(app2)
+        self.broker_stub = self.pb2_grpc.BrokerServiceStub(app1)
+        self.admin_stub = self.pb2_grpc.BrokerAdminServiceStub(app1)
+        self.other_broker_stub = self.pb2_grpc.BrokerServiceStub(app2)
+        self.other_admin_stub = self.pb2_grpc.BrokerAdminServiceStub(app2)
 
     def stop(self):
         for channel in self.channels:
@@ -477,7 +477,7 @@ class BrokerTest(unittest.TestCase):
         error = self.assert_call_fails(grpc.StatusCode.PERMISSION_DENIED, "framed", frame(b"x"),
                                        stub=ENV.other_broker_stub)
         self.assertIn(OTHER_CALLER, error.details())
-        self.assertEqual(reason_of(error), "permission_denied")
+        self.assertEqual(reason_of(error), "PERMISSION_DENIED")
         # The details decode as google.rpc.Status / ErrorInfo without the project's help.
         details = dict(error.trailing_metadata()).get("grpc-status-details-bin")
         self.assertIsNotNone(details)
@@ -486,8 +486,8 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(len(status.details), 1)
         self.assertEqual(status.details[0].type_url, "type.googleapis.com/google.rpc.ErrorInfo")
         info = ENV.pb2.ErrorInfo.FromString(status.details[0].value)
-        self.assertEqual(info.reason, "permission_denied")
-        self.assertEqual(info.domain, "tlsbroker")
+        self.assertEqual(info.reason, "PERMISSION_DENIED")
+        self.assertEqual(info.domain, "tlsbroker.dev")
         self.assertEqual(ENV.framed.stats()["requests"], before)
 
     # A Lease stream from a caller outside allowed_callers ends with PERMISSION_DENIED.
@@ -499,7 +499,7 @@ class BrokerTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as caught:
             list(stream)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
-        self.assertEqual(reason_of(caught.exception), "permission_denied")
+        self.assertEqual(reason_of(caught.exception), "PERMISSION_DENIED")
 
     # A backend name the broker does not know is NOT_FOUND.
     def test_unknown_backend_is_not_found(self):
@@ -539,13 +539,13 @@ class BrokerTest(unittest.TestCase):
         self.assertFalse(framed.draining)
         self.assertLessEqual(framed.idle + framed.leased + framed.connecting, MAX_SOCKETS)
 
-    # A caller not on admin_callers may not use BrokerAdmin.
+    # A caller not on admin_callers may not use BrokerAdminService.
     def test_non_admin_caller_cannot_list_backends(self):
         with self.assertRaises(grpc.RpcError) as caught:
             ENV.other_admin_stub.ListBackends(ENV.pb2.ListBackendsRequest(),
                                               timeout=RPC_TIMEOUT)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
-        self.assertEqual(reason_of(caught.exception), "permission_denied")
+        self.assertEqual(reason_of(caught.exception), "PERMISSION_DENIED")
 
 
 def main():

@@ -40,7 +40,7 @@ std::shared_ptr<grpc::Channel> ChannelWith(const std::string& target, const std:
 
 class SecurityAccessTest : public FaultTest {
  protected:
-  grpc::Status CallAs(v1::Broker::Stub* stub, const std::string& payload,
+  grpc::Status CallAs(v1::BrokerService::Stub* stub, const std::string& payload,
                       v1::CallResponse* response) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
@@ -55,7 +55,7 @@ class SecurityAccessTest : public FaultTest {
     std::unique_ptr<grpc::ClientContext> context = std::make_unique<grpc::ClientContext>();
     std::unique_ptr<LeaseStream> stream;
   };
-  Held OpenAs(v1::Broker::Stub* stub, grpc::Status* failure) {
+  Held OpenAs(v1::BrokerService::Stub* stub, grpc::Status* failure) {
     Held held;
     held.context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     held.stream = stub->Lease(held.context.get());
@@ -67,8 +67,8 @@ class SecurityAccessTest : public FaultTest {
     return held;
   }
 
-  // Every BrokerAdmin RPC made as `stub`'s caller is PERMISSION_DENIED.
-  static void ExpectEveryAdminRpcRefused(v1::BrokerAdmin::Stub* stub) {
+  // Every BrokerAdminService RPC made as `stub`'s caller is PERMISSION_DENIED.
+  static void ExpectEveryAdminRpcRefused(v1::BrokerAdminService::Stub* stub) {
     {
       grpc::ClientContext context;
       v1::ListBackendsResponse response;
@@ -101,7 +101,7 @@ class SecurityAccessTest : public FaultTest {
 
   // The TLS-level refusals: nothing reaches the service, and no backend is touched.
   void ExpectHandshakeRefused(const std::string& key, const std::string& cert) {
-    auto stub = v1::Broker::NewStub(ChannelWith(target_, key, cert));
+    auto stub = v1::BrokerService::NewStub(ChannelWith(target_, key, cert));
     v1::CallResponse response;
     grpc::Status call = CallAs(stub.get(), "secret", &response);
     EXPECT_EQ(call.error_code(), grpc::StatusCode::UNAVAILABLE) << call.error_message();
@@ -129,7 +129,7 @@ TEST_F(SecurityAccessTest, CallerWithUntrustedCertificateFailsHandshake) {
 // and gets no socket, while an allowed caller on the same broker is served.
 TEST_F(SecurityAccessTest, LeaseOutsideAllowedCallersIsPermissionDenied) {
   StartBroker();
-  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto other = v1::BrokerService::NewStub(testutil::BrokerChannel(target_, "client2"));
   grpc::Status failure;
   EXPECT_EQ(OpenAs(other.get(), &failure).stream, nullptr);
   EXPECT_EQ(failure.error_code(), grpc::StatusCode::PERMISSION_DENIED) << failure.error_message();
@@ -143,7 +143,7 @@ TEST_F(SecurityAccessTest, LeaseOutsideAllowedCallersIsPermissionDenied) {
 // Every admin RPC refuses a caller not on admin_callers, and a refused Drain drains nothing.
 TEST_F(SecurityAccessTest, EveryAdminRpcRefusesNonAdmins) {
   StartBroker();
-  auto other = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto other = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_, "client2"));
   ExpectEveryAdminRpcRefused(other.get());
   EXPECT_FALSE(broker_->registry().IsDraining("framed"));
   v1::CallResponse response;
@@ -166,7 +166,7 @@ TEST_F(SecurityAccessTest, AllowedCallersDoNotFoldCase) {
   EXPECT_EQ(lease.error_code(), grpc::StatusCode::PERMISSION_DENIED) << lease.error_message();
   EXPECT_EQ(backend_->connections_accepted(), 0);
 
-  auto upper = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client-case"));
+  auto upper = v1::BrokerService::NewStub(testutil::BrokerChannel(target_, "client-case"));
   ASSERT_TRUE(CallAs(upper.get(), "upper", &response).ok());
   EXPECT_EQ(response.response(), Frame("re:upper"));
 }
@@ -179,7 +179,7 @@ TEST_F(SecurityAccessTest, CallerDifferingOnlyInCaseIsNeitherAllowedNorAdmin) {
   ASSERT_EQ(framed_options().allowed_callers, std::vector<std::string>{testutil::kApp1});
   StartBroker();
   auto channel = testutil::BrokerChannel(target_, "client-case");
-  auto broker = v1::Broker::NewStub(channel);
+  auto broker = v1::BrokerService::NewStub(channel);
   v1::CallResponse response;
   grpc::Status call = CallAs(broker.get(), "case", &response);
   EXPECT_EQ(call.error_code(), grpc::StatusCode::PERMISSION_DENIED) << call.error_message();
@@ -189,7 +189,7 @@ TEST_F(SecurityAccessTest, CallerDifferingOnlyInCaseIsNeitherAllowedNorAdmin) {
   EXPECT_EQ(lease.error_code(), grpc::StatusCode::PERMISSION_DENIED) << lease.error_message();
   EXPECT_EQ(backend_->connections_accepted(), 0);
 
-  auto admin = v1::BrokerAdmin::NewStub(channel);
+  auto admin = v1::BrokerAdminService::NewStub(channel);
   ExpectEveryAdminRpcRefused(admin.get());
   EXPECT_FALSE(broker_->registry().IsDraining("framed"));
 
@@ -236,7 +236,7 @@ TEST_F(SecurityAccessTest, OverSizeMessagesAreRefusedAndOthersStillServed) {
 
   ASSERT_TRUE(CallAs(stub_.get(), "small", &response).ok());
   EXPECT_EQ(response.response(), Frame("re:small"));
-  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+  auto other = v1::BrokerService::NewStub(testutil::BrokerChannel(target_));
   ASSERT_TRUE(CallAs(other.get(), "other", &response).ok());
   EXPECT_EQ(response.response(), Frame("re:other"));
 }
@@ -265,7 +265,7 @@ TEST_F(SecurityAccessTest, PerCallerLeaseLimitHolds) {
   EXPECT_EQ(testutil::MetricValue(Metrics(), "tlsbroker_caller_lease_limit_refusals_total"), 2);
 
   // Another caller is not held back by app1's leases.
-  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto other = v1::BrokerService::NewStub(testutil::BrokerChannel(target_, "client2"));
   ASSERT_TRUE(CallAs(other.get(), "app2", &response).ok());
   EXPECT_EQ(response.response(), Frame("re:app2"));
 

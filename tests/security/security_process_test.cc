@@ -165,7 +165,7 @@ TEST(SecurityProcessTest, LogsNeverContainKeyMaterialOrPayloads) {
     auto broker = StartBroker({"--log-level", "debug"}, config, dir + "/broker.log", &grpc_port,
                               &metrics_port);
     ASSERT_NE(broker, nullptr);
-    auto stub = v1::Broker::NewStub(testutil::BrokerChannel(absl::StrCat("localhost:", grpc_port)));
+    auto stub = v1::BrokerService::NewStub(testutil::BrokerChannel(absl::StrCat("localhost:", grpc_port)));
     for (int i = 0; i < 5; ++i) {
       grpc::ClientContext context;
       context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));

@@ -1,4 +1,4 @@
-// The Broker and BrokerAdmin services through real gRPC channels (mTLS over TCP) in front of
+// The BrokerService and BrokerAdminService services through real gRPC channels (mTLS over TCP) in front of
 // real TLS backends (the project's multi-connection test server).
 
 #include <atomic>
@@ -69,7 +69,7 @@ class BrokerServiceTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     broker_ = *std::move(server);
     target_ = absl::StrCat("localhost:", broker_->grpc_port());
-    stub_ = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+    stub_ = v1::BrokerService::NewStub(testutil::BrokerChannel(target_));
   }
 
   void TearDown() override {
@@ -117,7 +117,7 @@ class BrokerServiceTest : public ::testing::Test {
 
   grpc::Status Drain(const std::string& backend, bool all = false,
                      const std::string& client = "client") {
-    auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, client));
+    auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_, client));
     grpc::ClientContext context;
     v1::DrainRequest request;
     request.set_backend(backend);
@@ -129,7 +129,7 @@ class BrokerServiceTest : public ::testing::Test {
   grpc::Status Resume(const std::string& backend, bool all = false,
                       v1::ResumeResponse* response = nullptr,
                       const std::string& client = "client") {
-    auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, client));
+    auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_, client));
     grpc::ClientContext context;
     v1::ResumeRequest request;
     request.set_backend(backend);
@@ -149,7 +149,7 @@ class BrokerServiceTest : public ::testing::Test {
   std::unique_ptr<testutil::TlsTestServer> raw_backend_;
   std::unique_ptr<BrokerServer> broker_;
   std::string target_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
 };
 
 // A Call returns the backend's response frame and describes the socket it ran on.
@@ -232,7 +232,7 @@ TEST_F(BrokerServiceTest, CallWithClientIdUsesThatSocket) {
 // A caller outside allowed_callers is refused with PERMISSION_DENIED and a reason.
 TEST_F(BrokerServiceTest, CallerOutsideAllowedCallersIsPermissionDenied) {
   StartBroker();
-  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto other = v1::BrokerService::NewStub(testutil::BrokerChannel(target_, "client2"));
   grpc::ClientContext context;
   v1::CallRequest request;
   request.set_backend("framed");
@@ -241,15 +241,15 @@ TEST_F(BrokerServiceTest, CallerOutsideAllowedCallersIsPermissionDenied) {
   grpc::Status status = other->Call(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("spiffe://example.org/ns/payments/sa/app2"));
-  EXPECT_EQ(Reason(context), "permission_denied");
+  EXPECT_EQ(Reason(context), "PERMISSION_DENIED");
   // The details carry an ErrorInfo (google.rpc.ErrorInfo on the wire).
   v1::RpcStatus details;
   ASSERT_TRUE(details.ParseFromString(status.error_details()));
   ASSERT_EQ(details.details_size(), 1);
   v1::ErrorInfo info;
   ASSERT_TRUE(info.ParseFromString(details.details(0).value()));
-  EXPECT_EQ(info.reason(), "permission_denied");
-  EXPECT_EQ(info.domain(), "tlsbroker");
+  EXPECT_EQ(info.reason(), "PERMISSION_DENIED");
+  EXPECT_EQ(info.domain(), "tlsbroker.dev");
   EXPECT_EQ(framed_backend_->connections_accepted(), 0);
 }
 
@@ -352,7 +352,7 @@ TEST_F(BrokerServiceTest, BackendDyingAfterRequestGivesOutcomeUnknown) {
                              &context);
   dropper.join();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
-  EXPECT_EQ(Reason(context), "outcome_unknown");
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN");
 }
 
 // A backend that cannot be reached gives UNAVAILABLE with the reason, before any byte is sent.
@@ -363,7 +363,7 @@ TEST_F(BrokerServiceTest, UnreachableBackendIsUnavailableWithReason) {
   v1::CallResponse response;
   grpc::Status status = Call("framed", Frame("x"), &response, "", absl::Seconds(10), &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Reason(context), "connect_refused");
+  EXPECT_EQ(Reason(context), "CONNECT_REFUSED");
 }
 
 // Reads the response frame of `expected_size` bytes from a Lease stream (it may arrive in
@@ -535,8 +535,8 @@ TEST_F(BrokerServiceTest, ReadyzWaitsForMinIdle) {
 // The admin API answers admins and refuses everyone else.
 TEST_F(BrokerServiceTest, AdminApiRefusesNonAdmin) {
   StartBroker();
-  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
-  auto other = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
+  auto other = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_, "client2"));
   v1::ListBackendsRequest request;
   v1::ListBackendsResponse response;
   {
@@ -563,7 +563,7 @@ TEST_F(BrokerServiceTest, ListSocketsShowsTrafficAndCurrentLease) {
   ASSERT_TRUE(lease->Write(open));
   v1::LeaseResponse info;
   ASSERT_TRUE(lease->Read(&info));
-  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
   v1::ListSocketsRequest request;
   request.set_backend("framed");
   v1::ListSocketsResponse sockets;
@@ -572,7 +572,7 @@ TEST_F(BrokerServiceTest, ListSocketsShowsTrafficAndCurrentLease) {
   ASSERT_EQ(sockets.sockets_size(), 1);
   const v1::SocketStatus& s = sockets.sockets(0);
   EXPECT_EQ(s.client_id(), "TLSB0001");
-  EXPECT_EQ(s.state(), "leased");
+  EXPECT_EQ(s.state(), v1::SOCKET_STATE_LEASED);
   EXPECT_EQ(s.lease_id(), info.info().lease_id());
   EXPECT_EQ(s.bytes_sent(), Frame("counted").size());
   EXPECT_EQ(s.bytes_received(), Frame("re:counted").size());
@@ -597,7 +597,7 @@ TEST_F(BrokerServiceTest, DrainThenResumeOfOneBackendServesLeasesAgain) {
   grpc::Status refused =
       Call("framed", Frame("during"), &response, "", absl::Seconds(10), &refused_context);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Reason(refused_context), "draining");
+  EXPECT_EQ(Reason(refused_context), "DRAINING");
   v1::ResumeResponse resumed;
   ASSERT_TRUE(Resume("framed", false, &resumed).ok());
   EXPECT_THAT(resumed.resumed(), ::testing::ElementsAre("framed"));
@@ -739,7 +739,7 @@ TEST_F(BrokerServiceTest, DrainSurvivesReloadAndAddedBackendStartsDrained) {
 TEST_F(BrokerServiceTest, PermissionDeniedIsLoggedWithCallerBackendAndReason) {
   StartBroker();
   testutil::LogCapture log;
-  auto other = v1::Broker::NewStub(testutil::BrokerChannel(target_, "client2"));
+  auto other = v1::BrokerService::NewStub(testutil::BrokerChannel(target_, "client2"));
   grpc::ClientContext context;
   v1::CallRequest request;
   request.set_backend("framed");
@@ -826,7 +826,7 @@ TEST_F(BrokerServiceTest, AdminActionsAreLoggedWithCallerBackendAndResult) {
   ASSERT_TRUE(Resume("", true).ok());
   EXPECT_EQ(Drain("nope").error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Drain("raw", false, "client2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
   {
     grpc::ClientContext context;
     v1::ReloadResponse response;
@@ -880,7 +880,7 @@ TEST_F(BrokerServiceTest, ListSocketsShowsHolderAndLeaseStartOfLeasedSocketOnly)
   ASSERT_TRUE(lease->Write(open));
   v1::LeaseResponse info;
   ASSERT_TRUE(lease->Read(&info));
-  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
   v1::ListSocketsRequest request;
   request.set_backend("framed");
   v1::ListSocketsResponse sockets;
@@ -890,20 +890,20 @@ TEST_F(BrokerServiceTest, ListSocketsShowsHolderAndLeaseStartOfLeasedSocketOnly)
     sockets.Clear();
     if (!admin->ListSockets(&context, request, &sockets).ok()) return false;
     for (const auto& s : sockets.sockets()) {
-      if (s.client_id() == "TLSB0002" && s.state() == "idle") return true;
+      if (s.client_id() == "TLSB0002" && s.state() == v1::SOCKET_STATE_IDLE) return true;
     }
     return false;
   }, absl::Seconds(20)));
   ASSERT_EQ(sockets.sockets_size(), 2);
   for (const v1::SocketStatus& s : sockets.sockets()) {
     if (s.client_id() == "TLSB0001") {
-      EXPECT_EQ(s.state(), "leased");
+      EXPECT_EQ(s.state(), v1::SOCKET_STATE_LEASED);
       EXPECT_EQ(s.holder(), testutil::kApp1);
       ASSERT_TRUE(s.has_lease_started_at());
       // The lease began after the socket was made.
       EXPECT_GE(s.lease_started_at().seconds(), s.created_at().seconds());
     } else {
-      EXPECT_EQ(s.state(), "idle");
+      EXPECT_EQ(s.state(), v1::SOCKET_STATE_IDLE);
       EXPECT_EQ(s.holder(), "");
       EXPECT_FALSE(s.has_lease_started_at());
     }
@@ -991,7 +991,7 @@ TEST_F(BrokerServiceTest, ConnectAttemptsAreCountedPerAddress) {
   // The series exist before any attempt (the raw backend's one address).
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("address=\"127.0.0.1:", raw_backend_->port(),
                                               "\",backend=\"raw\",result=\"failed\"} 0")));
-  auto admin = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+  auto admin = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
   grpc::ClientContext context;
   v1::ListBackendsResponse backends;
   ASSERT_TRUE(admin->ListBackends(&context, v1::ListBackendsRequest(), &backends).ok());

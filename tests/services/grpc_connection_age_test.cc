@@ -39,7 +39,7 @@ class GrpcConnectionAgeTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     broker_ = *std::move(server);
     channel_ = testutil::BrokerChannel(absl::StrCat("localhost:", broker_->grpc_port()));
-    stub_ = v1::Broker::NewStub(channel_);
+    stub_ = v1::BrokerService::NewStub(channel_);
   }
 
   void TearDown() override {
@@ -77,7 +77,7 @@ class GrpcConnectionAgeTest : public ::testing::Test {
   BrokerOptions options_;
   std::unique_ptr<BrokerServer> broker_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
 };
 
 // After max_connection_age the server sends GOAWAY: the channel leaves READY (its connection is

@@ -80,8 +80,8 @@ class LifecycleTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     broker_ = *std::move(server);
     target_ = absl::StrCat("localhost:", broker_->grpc_port());
-    stub_ = v1::Broker::NewStub(testutil::BrokerChannel(target_));
-    admin_ = v1::BrokerAdmin::NewStub(testutil::BrokerChannel(target_));
+    stub_ = v1::BrokerService::NewStub(testutil::BrokerChannel(target_));
+    admin_ = v1::BrokerAdminService::NewStub(testutil::BrokerChannel(target_));
   }
 
   grpc::Status Call(const std::string& payload, v1::CallResponse* response,
@@ -136,8 +136,8 @@ class LifecycleTest : public ::testing::Test {
   std::string config_path_;
   std::unique_ptr<BrokerServer> broker_;
   std::string target_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
-  std::unique_ptr<v1::BrokerAdmin::Stub> admin_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
+  std::unique_ptr<v1::BrokerAdminService::Stub> admin_;
 };
 
 // A reload of a broken config is refused with every error, and the running config stays.
@@ -265,7 +265,7 @@ TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
   std::string log = (*broker)->ReadLog();
   ASSERT_TRUE(std::regex_search(log, match, std::regex("grpc=127\\.0\\.0\\.1:([0-9]+)")));
   target_ = absl::StrCat("localhost:", match[1].str());
-  stub_ = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+  stub_ = v1::BrokerService::NewStub(testutil::BrokerChannel(target_));
 
   std::atomic<bool> stop{false};
   std::atomic<bool> draining{false};
@@ -309,7 +309,7 @@ TEST_F(LifecycleTest, SigtermUnderLoadDrainsAndExitsZero) {
   EXPECT_THAT((*broker)->ReadLog(), HasSubstr("tlsbroker stopped"));
 }
 
-// The outcome of reloads through the real reload path (BrokerAdmin.Reload re-reads the file):
+// The outcome of reloads through the real reload path (BrokerAdminService.Reload re-reads the file):
 // 1 with a timestamp at start; a broken file sets 0 and leaves the timestamp of the
 // configuration still in force; a good one sets 1 and a timestamp not before the reload.
 TEST_F(LifecycleTest, ReloadOutcomeIsExportedWithTheTimeOfTheLastSuccess) {
@@ -418,7 +418,7 @@ TEST_F(LifecycleTest, JsonLogStreamStaysJsonWithStartupWarningsAndGrpcLines) {
   ASSERT_TRUE(std::regex_search(started, grpc_port,
                                 std::regex("\"grpc\":\"127\\.0\\.0\\.1:([0-9]+)\"")))
       << started;
-  stub_ = v1::Broker::NewStub(
+  stub_ = v1::BrokerService::NewStub(
       testutil::BrokerChannel(absl::StrCat("localhost:", grpc_port[1].str())));
   v1::CallResponse response;
   ASSERT_TRUE(Call("json", &response).ok());

@@ -144,7 +144,7 @@ class MetricsUnderTrafficTest : public ::testing::Test {
     auto server = BrokerServer::Start(options, start);
     ASSERT_TRUE(server.ok()) << server.status();
     broker_ = *std::move(server);
-    stub_ = v1::Broker::NewStub(
+    stub_ = v1::BrokerService::NewStub(
         testutil::BrokerChannel(absl::StrCat("localhost:", broker_->grpc_port())));
   }
 
@@ -228,7 +228,7 @@ class MetricsUnderTrafficTest : public ::testing::Test {
   std::unique_ptr<testutil::TlsTestServer> revoked_;
   std::unique_ptr<testutil::OpensslServer> enull_;
   std::unique_ptr<BrokerServer> broker_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
 };
 
 TEST_F(MetricsUnderTrafficTest, EveryFamilyShowsTheValuesRealTrafficProduced) {
@@ -277,7 +277,7 @@ TEST_F(MetricsUnderTrafficTest, EveryFamilyShowsTheValuesRealTrafficProduced) {
     v1::CallResponse response;
     grpc::Status status = Call("revoked", "x", &response, &context);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-    EXPECT_EQ(Reason(context), "certificate_revoked") << status.error_message();
+    EXPECT_EQ(Reason(context), "CERTIFICATE_REVOKED") << status.error_message();
   }
 
   // 4. An ENULL socket carries a line (its gauge: EnullSocketsGaugeCountsTheOpenEnullSocket).

@@ -82,7 +82,7 @@ class RevocationE2eTest : public ::testing::Test {
     auto server = BrokerServer::Start(options, start);
     ASSERT_TRUE(server.ok()) << server.status();
     broker_ = *std::move(server);
-    stub_ = v1::Broker::NewStub(
+    stub_ = v1::BrokerService::NewStub(
         testutil::BrokerChannel(absl::StrCat("localhost:", broker_->grpc_port())));
   }
 
@@ -117,7 +117,7 @@ class RevocationE2eTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<testutil::TlsTestServer> backend_;
   std::unique_ptr<BrokerServer> broker_;
-  std::unique_ptr<v1::Broker::Stub> stub_;
+  std::unique_ptr<v1::BrokerService::Stub> stub_;
 };
 
 // A CRL published by symlink swap revokes the backend's certificate: the pooled sockets are
@@ -143,7 +143,7 @@ TEST_F(RevocationE2eTest, CrlSwapClosesPooledSocketsAndCallsFailCertificateRevok
   grpc::ClientContext context;
   grpc::Status status = Call("after", &context);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-  EXPECT_EQ(Reason(context), "certificate_revoked") << status.error_message();
+  EXPECT_EQ(Reason(context), "CERTIFICATE_REVOKED") << status.error_message();
 }
 
 // ABORT_LEASE through a Lease stream: the stream open on the revoked backend is ended once the
@@ -181,7 +181,7 @@ TEST_F(RevocationE2eTest, AbortLeaseEndsAnOpenLeaseStreamCitingCertificateRevoke
   }
   grpc::Status status = stream->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED) << status.error_message();
-  EXPECT_EQ(Reason(context), "outcome_unknown") << status.error_message();
+  EXPECT_EQ(Reason(context), "OUTCOME_UNKNOWN") << status.error_message();
   EXPECT_NE(status.error_message().find("certificate_revoked"), std::string::npos)
       << status.error_message();
   EXPECT_TRUE(Eventually([&] {

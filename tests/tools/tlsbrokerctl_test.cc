@@ -215,7 +215,7 @@ TEST_F(TlsbrokerctlTest, SocketsListsTheBackendsSockets) {
     const auto& f = s.struct_value().fields();
     if (f.at("client_id").string_value() != "TLSB0002") continue;
     found = true;
-    EXPECT_EQ(f.at("state").string_value(), "idle");
+    EXPECT_EQ(f.at("state").string_value(), "SOCKET_STATE_IDLE");
     EXPECT_EQ(f.at("tls_version").string_value(), "TLSv1.3");
     EXPECT_EQ(f.at("leases_served").number_value(), 1);
   }
@@ -244,7 +244,7 @@ TEST_F(TlsbrokerctlTest, NonAdminBackendsExitsPermissionDenied) {
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
   EXPECT_THAT(r.err, HasSubstr("spiffe://example.org/ns/payments/sa/app2"));
-  EXPECT_THAT(r.err, HasSubstr("reason: permission_denied"));
+  EXPECT_THAT(r.err, HasSubstr("reason: PERMISSION_DENIED"));
 }
 
 // An unknown backend is exit code 5, for calls and admin commands alike.
@@ -311,7 +311,7 @@ TEST_F(TlsbrokerctlTest, ResumeUndoesDrainOfBackendAndOfWholeBroker) {
 // `sockets` names the caller holding a leased socket and when its lease began.
 TEST_F(TlsbrokerctlTest, SocketsNamesHolderOfLeasedSocket) {
   StartBroker();
-  auto stub = v1::Broker::NewStub(testutil::BrokerChannel(target_));
+  auto stub = v1::BrokerService::NewStub(testutil::BrokerChannel(target_));
   grpc::ClientContext context;
   auto lease = stub->Lease(&context);
   v1::LeaseRequest open;

@@ -28,7 +28,7 @@ constexpr char kUsage[] =
     "Load:\n"
     "  --backend NAME          backend from the broker's config (required)\n"
     "  --client-id ID          use only the socket with this client ID\n"
-    "  --mode call|lease|bulk  Broker.Call (default); Lease with framed exchanges; Lease\n"
+    "  --mode call|lease|bulk  BrokerService.Call (default); Lease with framed exchanges; Lease\n"
     "                          pushing --bulk-bytes through a raw echo backend\n"
     "  --callers N             concurrent callers, default 4\n"
     "  --count N               operations in total: calls, leases or bulk streams\n"

@@ -13,9 +13,9 @@
 namespace tlsbroker::load {
 
 enum class LoadMode {
-  kCall,   // Broker.Call: one framed request/response per RPC.
-  kLease,  // Broker.Lease: --exchanges-per-lease framed round trips per stream.
-  kBulk,   // Broker.Lease: --bulk-bytes pushed through a raw echo backend in 64 KiB messages.
+  kCall,   // BrokerService.Call: one framed request/response per RPC.
+  kLease,  // BrokerService.Lease: --exchanges-per-lease framed round trips per stream.
+  kBulk,   // BrokerService.Lease: --bulk-bytes pushed through a raw echo backend in 64 KiB messages.
 };
 
 struct LoadOptions {

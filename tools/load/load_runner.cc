@@ -129,7 +129,7 @@ class Run {
 // a time (each operation starts the next from its completion).
 class Caller {
  public:
-  Caller(Run* run, v1::Broker::Stub* stub, int index)
+  Caller(Run* run, v1::BrokerService::Stub* stub, int index)
       : run_(run), stub_(stub), index_(index), rng_(run->options.seed * 7919 + index) {}
 
   // Starts the next operation, or reports this caller finished when the budget is spent.
@@ -137,7 +137,7 @@ class Caller {
 
   LoadStats& stats() { return stats_; }
   Run* run() { return run_; }
-  v1::Broker::Stub* stub() { return stub_; }
+  v1::BrokerService::Stub* stub() { return stub_; }
   int index() const { return index_; }
   std::string NextRequest();
 
@@ -145,7 +145,7 @@ class Caller {
   void StartCall();
 
   Run* run_;
-  v1::Broker::Stub* stub_;
+  v1::BrokerService::Stub* stub_;
   const int index_;
   std::mt19937_64 rng_;
   int64_t seq_ = 0;
@@ -178,7 +178,7 @@ std::string Caller::NextRequest() {
   return run_->payloads.FramedRequest(index_, seq_++, size);
 }
 
-// One Broker.Call. Owns itself until its completion.
+// One BrokerService.Call. Owns itself until its completion.
 struct CallOp {
   grpc::ClientContext ctx;
   v1::CallRequest request;
@@ -431,7 +431,7 @@ absl::StatusOr<RunOutcome> RunLoad(const LoadOptions& o) {
   }
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  std::vector<std::unique_ptr<v1::Broker::Stub>> stubs;
+  std::vector<std::unique_ptr<v1::BrokerService::Stub>> stubs;
   for (int i = 0; i < o.channels; ++i) {
     grpc::ChannelArguments args;
     // Each channel gets its own TCP connection rather than sharing one subchannel.
@@ -441,7 +441,7 @@ absl::StatusOr<RunOutcome> RunLoad(const LoadOptions& o) {
     args.SetMaxSendMessageSize(128 << 20);
     if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
     channels.push_back(grpc::CreateCustomChannel(o.target, creds, args));
-    stubs.push_back(v1::Broker::NewStub(channels.back()));
+    stubs.push_back(v1::BrokerService::NewStub(channels.back()));
   }
   // Connection setup is not part of the measurement; a broker that cannot be reached shows up
   // as UNAVAILABLE calls.

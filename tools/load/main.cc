@@ -1,4 +1,4 @@
-// tlsbroker-load: a load generator for tlsbroker (Broker.Call, Lease exchanges, bulk Lease
+// tlsbroker-load: a load generator for tlsbroker (BrokerService.Call, Lease exchanges, bulk Lease
 // streams) that verifies every response and reports throughput, latency percentiles, errors by
 // gRPC code, the client IDs that served the calls and the broker's TLS handshakes during the
 // run. `tlsbroker-load --help` lists the flags.

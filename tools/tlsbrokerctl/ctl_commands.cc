@@ -100,7 +100,7 @@ int RunCall(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& cha
       PrintError("call needs one of --data, --file, --frame-text");
       return kExitUsage;
   }
-  auto stub = v1::Broker::NewStub(channel);
+  auto stub = v1::BrokerService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::CallResponse response;
@@ -190,7 +190,7 @@ class LeaseBridge {
 };
 
 int RunLease(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::Broker::NewStub(channel);
+  auto stub = v1::BrokerService::NewStub(channel);
   // No deadline: a session lasts as long as the user wants. --timeout bounds only the wait for
   // the lease, through a watchdog that cancels the call.
   grpc::ClientContext context;
@@ -283,7 +283,7 @@ int PrintResult(const CtlOptions& options, const google::protobuf::Message& resp
 }
 
 int RunBackends(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::BrokerAdmin::NewStub(channel);
+  auto stub = v1::BrokerAdminService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::ListBackendsResponse response;
@@ -293,7 +293,7 @@ int RunBackends(const CtlOptions& options, const std::shared_ptr<grpc::Channel>&
 }
 
 int RunSockets(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::BrokerAdmin::NewStub(channel);
+  auto stub = v1::BrokerAdminService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::ListSocketsRequest request;
@@ -305,7 +305,7 @@ int RunSockets(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& 
 }
 
 int RunDrain(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::BrokerAdmin::NewStub(channel);
+  auto stub = v1::BrokerAdminService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::DrainRequest request;
@@ -323,7 +323,7 @@ int RunDrain(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& ch
 }
 
 int RunResume(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::BrokerAdmin::NewStub(channel);
+  auto stub = v1::BrokerAdminService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::ResumeRequest request;
@@ -344,7 +344,7 @@ int RunResume(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& c
 }
 
 int RunReload(const CtlOptions& options, const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::BrokerAdmin::NewStub(channel);
+  auto stub = v1::BrokerAdminService::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, options);
   v1::ReloadResponse response;

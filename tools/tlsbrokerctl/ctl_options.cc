@@ -283,11 +283,11 @@ absl::StatusOr<CtlOptions> ParseArgs(const std::vector<std::string>& args,
 std::string UsageText() {
   return R"(Usage: tlsbrokerctl [OPTIONS] COMMAND [ARGS] [OPTIONS]
 
-A command-line client for the tlsbroker gRPC API (Broker and BrokerAdmin).
+A command-line client for the tlsbroker gRPC API (BrokerService and BrokerAdminService).
 
 Commands:
   call BACKEND (--data TEXT | --file F | --frame-text TEXT) [--client-id ID]
-      One request/response exchange on a pooled socket (Broker.Call). --data and --file
+      One request/response exchange on a pooled socket (BrokerService.Call). --data and --file
       send their bytes unchanged: they must be one complete request frame in the backend's
       framing (length field or delimiter included). --file - reads stdin. --frame-text TEXT
       is a convenience that wraps TEXT in a 4-byte big-endian length field counting its own
@@ -296,32 +296,32 @@ Commands:
       included); a summary of the socket it ran on goes to stderr. With --json, stdout gets
       {"response_base64": "...", "lease": {"client_id": ..., "socket_id": ..., "reused": ...}}.
   lease BACKEND [--client-id ID] [--linger D]
-      Bridges stdin/stdout to a lease (Broker.Lease), like `openssl s_client` through the
+      Bridges stdin/stdout to a lease (BrokerService.Lease), like `openssl s_client` through the
       broker: the lease summary goes to stderr (as JSON with --json), stdin is sent to the
       backend and what the backend sends is written to stdout. At stdin EOF the lease is
       released once the backend has been quiet for --linger (default 1s; 0 = at once), and
       the command exits when the stream ends. --timeout bounds the wait for the lease only.
   backends
-      Pool figures of every backend (BrokerAdmin.ListBackends): sockets idle, leased,
+      Pool figures of every backend (BrokerAdminService.ListBackends): sockets idle, leased,
       connecting and the maximum, waiters, sockets created, full and resumed handshakes,
       the last connect failure.
   sockets BACKEND
-      The sockets of one backend (BrokerAdmin.ListSockets); a leased one with its lease ID,
+      The sockets of one backend (BrokerAdminService.ListSockets); a leased one with its lease ID,
       the identity of the caller holding it (HOLDER) and when its lease began
       (LEASE_STARTED, UTC).
   drain (BACKEND | --all)
       Refuses new leases on BACKEND and retires its sockets (idle ones now, leased ones
-      when their lease ends) (BrokerAdmin.Drain). The broker stays ready (/readyz 200)
+      when their lease ends) (BrokerAdminService.Drain). The broker stays ready (/readyz 200)
       while another backend can serve. --all drains every backend and turns /readyz 503,
       so load balancers move callers to other replicas. Undone by `resume`; a reload does
       not undo it.
   resume (BACKEND | --all)
-      Undoes `drain` (BrokerAdmin.Resume): BACKEND, or with --all the whole broker, takes
+      Undoes `drain` (BrokerAdminService.Resume): BACKEND, or with --all the whole broker, takes
       new leases again and refills its min_idle sockets. A backend drained by name stays
       drained after `resume --all` until resumed by name; the output lists what is still
       draining. A broker stopping after SIGTERM cannot resume.
   reload
-      Makes the broker re-read its configuration and credentials (BrokerAdmin.Reload). A
+      Makes the broker re-read its configuration and credentials (BrokerAdminService.Reload). A
       rejected configuration leaves the running one in force; its errors are printed.
   help
       This text.

@@ -5,9 +5,11 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 
 namespace tlsbroker::ctl {
 namespace {
@@ -97,6 +99,16 @@ std::string BackendsTable(const v1::ListBackendsResponse& response) {
   return out;
 }
 
+namespace {
+
+// "idle" for SOCKET_STATE_IDLE: the table is for people; --json keeps the enum's name.
+std::string StateWord(v1::SocketState state) {
+  std::string name = v1::SocketState_Name(state);
+  return absl::AsciiStrToLower(absl::StripPrefix(name, "SOCKET_STATE_"));
+}
+
+}  // namespace
+
 std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now) {
   std::vector<std::vector<std::string>> rows = {
       {"CLIENT_ID", "SOCKET", "SLOT", "STATE", "AGE", "LEASES", "SENT", "RECEIVED", "TLS",
@@ -105,7 +117,7 @@ std::string SocketsTable(const v1::ListSocketsResponse& response, absl::Time now
     const bool has_socket = s.socket_id() != 0;
     rows.push_back(
         {s.client_id(), has_socket ? absl::StrCat(s.socket_id()) : "", absl::StrCat(s.slot()),
-         s.state(), s.has_created_at() ? ShortDuration(now - FromProto(s.created_at())) : "",
+         StateWord(s.state()), s.has_created_at() ? ShortDuration(now - FromProto(s.created_at())) : "",
          absl::StrCat(s.leases_served()), absl::StrCat(s.bytes_sent()),
          absl::StrCat(s.bytes_received()), s.tls_version(), s.cipher(),
          has_socket ? YesNo(s.session_resumed()) : "", Date(s.peer().not_after()), s.lease_id(),
