@@ -12,6 +12,7 @@
 #include "broker/common/log_writer.h"
 #include "broker/config/load_options.h"
 #include "services/grpc_connection_args.h"
+#include "services/message_size.h"
 
 namespace tlsbroker {
 namespace {
@@ -97,6 +98,8 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(const BrokerOp
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   ApplyGrpcConnectionArgs(options.listen, &builder);
+  s->grpc_receive_limit_ = GrpcReceiveLimit(options);
+  builder.SetMaxReceiveMessageSize(s->grpc_receive_limit_);
   builder.AddListeningPort(options.listen.grpc, *credentials, &s->grpc_port_);
   builder.RegisterService(s->broker_service_.get());
   builder.RegisterService(s->admin_service_.get());
@@ -170,6 +173,9 @@ std::vector<std::string> BrokerServer::ReloadLocked(const BrokerOptions& next) {
   if (!SameListen(running_listen, next_listen)) {
     return {"listen (addresses, TLS files, plaintext) cannot change on reload; restart the "
             "broker to apply"};
+  }
+  if (std::string error = CheckFitsReceiveLimit(next, grpc_receive_limit_); !error.empty()) {
+    return {error};
   }
   std::vector<std::string> errors =
       registry_->Reload(next, loops_.get(), metrics_.get());

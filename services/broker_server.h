@@ -58,6 +58,7 @@ class BrokerServer final {
 
   // The bound gRPC port (0 for a unix socket) and HTTP port.
   int grpc_port() const { return grpc_port_; }
+  int grpc_receive_limit() const { return grpc_receive_limit_; }
   int metrics_port() const { return http_ ? http_->port() : 0; }
   // A gRPC target for clients: "127.0.0.1:PORT" or "unix:/path".
   std::string grpc_target() const;
@@ -106,6 +107,8 @@ class BrokerServer final {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpEndpoint> http_;
   int grpc_port_ = 0;
+  // gRPC's receive limit, fixed at start from the backends' max_frame_bytes (message_size.h).
+  int grpc_receive_limit_ = 0;
 
   // Backends that have reached min_idle at least once (Ready()).
   mutable std::mutex ready_mu_;

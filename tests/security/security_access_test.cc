@@ -241,6 +241,53 @@ TEST_F(SecurityAccessTest, OverSizeMessagesAreRefusedAndOthersStillServed) {
   EXPECT_EQ(response.response(), Frame("re:other"));
 }
 
+// The gRPC receive limit follows the largest max_frame_bytes: with frames of up to 6 MiB (over
+// gRPC's 4 MiB default) a Call whose request and response frames are both at the limit's edge is
+// served, and a request frame one byte over it is refused by the broker's own check, naming the
+// limit, instead of by gRPC with a bare RESOURCE_EXHAUSTED. Nothing over-size reaches the
+// backend.
+TEST_F(SecurityAccessTest, ReceiveLimitFollowsMaxFrameBytesOnBothSidesOfTheEdge) {
+  constexpr uint64_t kMaxFrame = 6 << 20;
+  framed_options().framing.max_frame_bytes = kMaxFrame;
+  StartBroker();
+  EXPECT_EQ(broker_->grpc_receive_limit(), static_cast<int>(kMaxFrame + (64 << 10)));
+
+  // Frame() adds a 4-byte length; the backend answers "re:" + payload. So a payload of
+  // kMaxFrame - 7 makes a request frame of kMaxFrame - 3 and a response frame of kMaxFrame.
+  const std::string at_edge(kMaxFrame - 7, 'e');
+  v1::CallResponse response;
+  grpc::Status served = CallAs(stub_.get(), at_edge, &response);
+  ASSERT_TRUE(served.ok()) << served.error_message();
+  EXPECT_EQ(response.response().size(), kMaxFrame);
+  EXPECT_EQ(response.response(), Frame("re:" + at_edge));
+
+  const std::string over(kMaxFrame - 3, 'o');  // A request frame of kMaxFrame + 1.
+  grpc::Status refused = CallAs(stub_.get(), over, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr(absl::StrCat(kMaxFrame)));
+  EXPECT_EQ(backend_->stats().requests, 1);
+}
+
+// gRPC fixes its receive limit when the server starts: a reload whose frames would need a larger
+// one is refused, naming the backend and saying a restart applies it; the running config stays.
+// A reload that fits is applied.
+TEST_F(SecurityAccessTest, ReloadNeedingALargerReceiveLimitIsRefused) {
+  framed_options().framing.max_frame_bytes = 6 << 20;
+  StartBroker();
+  BrokerOptions bigger = options_;
+  bigger.backends[0].framing.max_frame_bytes = 32 << 20;
+  std::vector<std::string> errors = broker_->Reload(bigger);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("backends[framed].framing.max_frame_bytes 33554432"));
+  EXPECT_THAT(errors[0], HasSubstr("restart the broker"));
+  EXPECT_EQ(broker_->registry().Find("framed")->options()->framing.max_frame_bytes, 6u << 20);
+
+  BrokerOptions smaller = options_;
+  smaller.backends[0].framing.max_frame_bytes = 1 << 20;
+  EXPECT_THAT(broker_->Reload(smaller), ::testing::IsEmpty());
+  EXPECT_EQ(broker_->registry().Find("framed")->options()->framing.max_frame_bytes, 1u << 20);
+}
+
 // limits.max_leases_per_caller holds across Lease streams and Calls: the caller at its limit
 // gets RESOURCE_EXHAUSTED naming the limit, other callers are unaffected, and ending one of
 // its leases lets it in again.
