@@ -1,9 +1,9 @@
 # The two commands of the README:
 #   make demo   - install what is missing, build, and run the product's main job
 #   make test   - install what is missing, build, and run the test suite with ctest
-# Also: make build, make test-asan, make test-tsan, make fuzz, make bench, make soak.
+# Also: make build, make image, make test-asan, make test-tsan, make fuzz, make bench, make soak.
 
-.PHONY: demo test build test-asan test-tsan bench fuzz soak clean
+.PHONY: demo test build image test-asan test-tsan bench fuzz soak clean
 
 demo:
 	bash scripts/demo.sh
@@ -13,6 +13,10 @@ test:
 
 build:
 	bash scripts/build.sh build
+
+# The container image, with docker or (no engine needed) buildah; see scripts/image.sh.
+image:
+	bash scripts/image.sh
 
 # Sanitizer builds run the native tests; chart/manifest checks (deploy), the API lint (api) and
 # the benchmark smoke test exercise no native code of ours that the plain run does not already cover. The
