@@ -3,17 +3,28 @@
 # what is missing, so a machine that has everything runs no apt command at all.
 set -euo pipefail
 
+# What building the broker and running `make demo` needs (the demo's test backend lives with
+# the tests, so GoogleTest too; Google Benchmark because the default configuration finds it).
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates openssl
-  clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev prometheus-cpp-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev libasio-dev
-  python3 python3-grpcio python3-grpc-tools prometheus
-  buildah debootstrap
+  python3
 )
-# buildah and debootstrap: the container image test builds the real Dockerfile without a Docker
-# engine, on a base image bootstrapped from the Debian mirror (no container registry needed).
+# INSTALL_DEPS_SET=demo (scripts/demo.sh sets it): only those, so a first `make demo` on a fresh
+# machine does not wait for the test tools. Otherwise also what the test suite runs:
+#   clang, libclang-rt  the fuzz build (libFuzzer)
+#   python3-grpc*       the Python client tests; prometheus: promtool for the alert rules
+#   buildah, debootstrap  the container image test builds the real Dockerfile without a Docker
+#                       engine, on a base image bootstrapped from the Debian mirror
+if [ "${INSTALL_DEPS_SET:-all}" != demo ]; then
+  packages+=(
+    clang libclang-rt-14-dev
+    python3-grpcio python3-grpc-tools prometheus
+    buildah debootstrap
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +35,7 @@ done
 
 # The chart and manifest checks fetch pinned test tools with npm. Use the machine's Node.js when
 # it has one; otherwise Debian's.
-if ! command -v npm >/dev/null 2>&1; then
+if [ "${INSTALL_DEPS_SET:-all}" != demo ] && ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
