@@ -16,15 +16,18 @@ namespace tlsbroker {
 
 // One Call: acquire (by client ID if asked), write the request frame, read exactly one response
 // frame, release, answer. A cancel or deadline mid-exchange destroys the socket (its state is
-// unknown), and a failure after the request was written is ABORTED/outcome_unknown.
+// unknown), and a failure after the request was written is ABORTED/OUTCOME_UNKNOWN.
 //
 // The exchange (from the acquired socket to the response frame) is bounded by the backend's
 // pool.call_timeout, or by the RPC deadline when that is sooner (gRPC then cancels the call).
 // A Call without a deadline therefore cannot hold a socket of a silent backend for longer than
 // call_timeout: at that point the socket is destroyed and the answer is DEADLINE_EXCEEDED,
-// reason outcome_unknown.
+// reason OUTCOME_UNKNOWN.
 //
-// Thread-safe; deletes itself after OnDone once no pool callback is pending.
+// Ownership: gRPC owns the reactor until OnDone, which deletes it (the only place that does).
+// The pool's callbacks arrive on I/O threads and may come after OnDone, so they never hold the
+// reactor: they hold the Exchange, and reach the reactor only through it, before the exchange
+// completes (gRPC calls OnDone only after Finish, and only the completing thread calls Finish).
 class CallReactor final : public grpc::ServerUnaryReactor {
  public:
   CallReactor(grpc::CallbackServerContext* context, const v1::CallRequest* request,
@@ -35,35 +38,21 @@ class CallReactor final : public grpc::ServerUnaryReactor {
   void OnDone() override;
 
  private:
+  struct Exchange;
+
   void Start();
-  void OnAcquired(absl::StatusOr<Lease> lease);
-  // Bounds the lease by call_timeout unless the RPC deadline comes first.
-  void ArmCallTimeoutLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnWritten(absl::Status status);
-  void OnResponse(absl::StatusOr<std::string> frame);
-  void Complete(absl::Status status, bool broken);
-  // A pending callback has finished (call last: may delete this).
-  void ReleasePending();
+  static void OnAcquired(const std::shared_ptr<Exchange>& ex, absl::StatusOr<Lease> lease);
+  static void OnWritten(const std::shared_ptr<Exchange>& ex, absl::Status status);
+  static void OnResponse(const std::shared_ptr<Exchange>& ex, absl::StatusOr<std::string> frame);
+  // Ends the exchange once (later calls are ignored): cancels a pending acquire, releases the
+  // lease (destroying the socket when `broken`), and finishes the RPC with `status`.
+  static void Complete(const std::shared_ptr<Exchange>& ex, absl::Status status, bool broken);
 
   grpc::CallbackServerContext* const context_;
   const v1::CallRequest* const request_;
   v1::CallResponse* const response_;
   const ServiceContext& services_;
-  const std::string caller_;
-  const absl::Time started_ = absl::Now();
-
-  Mutex mu_;
-  std::shared_ptr<SocketPool> pool_ ABSL_GUARDED_BY(mu_);
-  Lease lease_ ABSL_GUARDED_BY(mu_);
-  // This Call's place under limits.max_leases_per_caller, from acquire to answer.
-  CallerLeaseLimiter::Slot caller_slot_ ABSL_GUARDED_BY(mu_);
-  uint64_t ticket_ ABSL_GUARDED_BY(mu_) = 0;
-  bool acquiring_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t held_request_bytes_ = 0;  // Set before the write starts, read by its callback.
-  bool completed_ ABSL_GUARDED_BY(mu_) = false;
-  // Starts at 1 for the constructor, released when it returns.
-  int pending_callbacks_ ABSL_GUARDED_BY(mu_) = 1;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  const std::shared_ptr<Exchange> exchange_;
 };
 
 }  // namespace tlsbroker

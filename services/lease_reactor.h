@@ -22,8 +22,11 @@ namespace tlsbroker {
 // previous chunk was written to the caller. So a slow side slows the other, and the bytes held
 // per lease stay below one message plus one backend chunk.
 //
-// Thread-safe: reactions (gRPC threads) and lease callbacks (I/O threads) take mu_ briefly and
-// never block. Deletes itself once gRPC has called OnDone and no lease callback is pending.
+// Ownership: gRPC owns the reactor until OnDone, which deletes it (the only place that does).
+// Reactions run on gRPC threads, the lease's callbacks on I/O threads, and the latter may come
+// after OnDone. So the callbacks hold the shared State, never the reactor, and reach the
+// reactor only under State::mu while `finished` is false: Finish is called under that lock and
+// OnDone only follows Finish, so a callback that finds `finished` false holds a live reactor.
 class LeaseReactor final
     : public grpc::ServerBidiReactor<v1::LeaseRequest, v1::LeaseResponse> {
  public:
@@ -37,42 +40,22 @@ class LeaseReactor final
 
  private:
   enum class Phase { kAwaitOpen, kAcquiring, kActive, kEnded };
+  struct State;
 
   void HandleOpen(const v1::OpenLease& open);
-  void OnAcquired(absl::StatusOr<Lease> lease);
-  void OnBackendWritten(uint64_t size, absl::Status status);
-  void OnBackendData(absl::StatusOr<std::string> data);
-  void ReadBackendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void OnAcquired(const std::shared_ptr<State>& st, absl::StatusOr<Lease> lease);
+  static void OnBackendWritten(const std::shared_ptr<State>& st, uint64_t size,
+                               absl::Status status);
+  static void OnBackendData(const std::shared_ptr<State>& st, absl::StatusOr<std::string> data);
   // Ends the lease and finishes the RPC with `status` (once; later calls are ignored).
-  void End(absl::Status status, bool broken);
-  void EndLocked(absl::Status status, bool broken, uint64_t* to_cancel)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishIfReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A pending callback has finished (call last: may delete this).
-  void ReleasePending();
+  static void End(const std::shared_ptr<State>& st, absl::Status status, bool broken);
 
   grpc::CallbackServerContext* const context_;
   const ServiceContext& services_;
-  const std::string caller_;
-
-  Mutex mu_;
-  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kAwaitOpen;
-  v1::LeaseRequest request_ ABSL_GUARDED_BY(mu_);
-  v1::LeaseResponse response_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<SocketPool> pool_ ABSL_GUARDED_BY(mu_);
-  std::string backend_ ABSL_GUARDED_BY(mu_);
-  Lease lease_ ABSL_GUARDED_BY(mu_);
-  // This stream's place under limits.max_leases_per_caller, from open to end.
-  CallerLeaseLimiter::Slot caller_slot_ ABSL_GUARDED_BY(mu_);
-  uint64_t ticket_ ABSL_GUARDED_BY(mu_) = 0;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t write_held_ ABSL_GUARDED_BY(mu_) = 0;  // Bytes in the gRPC write in flight.
-  bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
-  // Starts at 1 for the constructor, released when it returns.
-  int pending_callbacks_ ABSL_GUARDED_BY(mu_) = 1;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  const std::shared_ptr<State> st_;
+  // gRPC's buffers for the read and the write in flight; under st_->mu.
+  v1::LeaseRequest request_;
+  v1::LeaseResponse response_;
 };
 
 }  // namespace tlsbroker
