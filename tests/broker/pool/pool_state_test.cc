@@ -558,6 +558,18 @@ class PoolModel {
       if (state_.slot(n).state == SlotState::kConnecting) state_connecting.insert(n);
     }
     if (state_connecting != connecting_) fail("connecting slots differ from those asked for");
+    // The leased sockets are exactly those lent and not yet back: none is idle meanwhile, and
+    // none is leased that nobody holds.
+    std::set<uint64_t> state_leased;
+    for (int n = 1; n <= state_.max_sockets(); ++n) {
+      if (state_.slot(n).state == SlotState::kLeased) state_leased.insert(state_.slot(n).socket);
+    }
+    if (state_leased != lent_) fail("leased sockets differ from those lent");
+    // max_waiters bounds callers arriving; one put back after its grant failed was already
+    // admitted and is not refused for it.
+    int put_back = 0;
+    for (const auto& w : state_.Waiters()) put_back += put_back_.count(w.ticket);
+    if (state_.waiters() - put_back > options_.max_waiters) fail("more waiters than max_waiters");
     std::string inv = state_.CheckInvariants();
     if (!inv.empty()) fail(inv);
     return bad;
@@ -610,6 +622,7 @@ class PoolModel {
           if (pick(6) == 0) {
             lent_.erase(g.socket);
             open_tickets_.insert(g.waiter.ticket);
+            put_back_.insert(g.waiter.ticket);
             state_.OnGrantFailed(g.waiter, g.slot, g.socket, *now, a);
             return "grant failed";
           }
@@ -626,18 +639,19 @@ class PoolModel {
         const int i = pick(static_cast<int>(leases_.size()));
         const PoolState::Grant g = leases_[i];
         leases_.erase(leases_.begin() + i);
-        lent_.erase(g.socket);
         const int how = pick(6);
         if (how == 0) {
+          lent_.erase(g.socket);
           state_.Forget(g.slot, g.socket, *now, a);
           return "forget";
         }
         state_.NoteReturning(g.slot, g.socket);
         if (pick(2) == 0) {
-          // The clean check runs later: the socket is on its way back meanwhile.
+          // The clean check runs later: the socket is on its way back (still leased) meanwhile.
           returning_.push_back({g, how != 1});
           return "returning";
         }
+        lent_.erase(g.socket);
         state_.OnReturned(g.slot, g.socket, how != 1, "dirty", *now, a);
         return how != 1 ? "release clean" : "release dirty";
       }
@@ -645,6 +659,7 @@ class PoolModel {
         if (returning_.empty()) return "returned (none)";
         const auto [g, clean] = returning_.front();
         returning_.erase(returning_.begin());
+        lent_.erase(g.socket);
         state_.OnReturned(g.slot, g.socket, clean, "dirty", *now, a);
         return "returned";
       }
@@ -695,6 +710,7 @@ class PoolModel {
   const PoolOptions options_;
   PoolState state_;
   std::set<uint64_t> open_tickets_;  // Callers with no outcome yet.
+  std::set<uint64_t> put_back_;      // Callers queued again after their grant failed.
   std::set<int> connecting_;         // Slots the state asked to connect.
   std::set<uint64_t> lent_;          // Sockets granted and not yet back.
   std::vector<PoolState::Grant> granted_;  // Not yet activated.
