@@ -43,7 +43,9 @@ void PoolState::SetState(int n, SlotState state) {
   switch (s.state) {
     case SlotState::kEmpty: empty_.erase(n); break;
     case SlotState::kConnecting: connecting_.erase(n); break;
-    case SlotState::kIdle: idle_.erase(std::remove(idle_.begin(), idle_.end(), n), idle_.end()); break;
+    case SlotState::kIdle:
+      idle_.erase(std::remove(idle_.begin(), idle_.end(), n), idle_.end());
+      break;
     case SlotState::kLeased:
       leased_.erase(n);
       if (s.returning) --returning_;
@@ -514,7 +516,9 @@ std::string PoolState::CheckInvariants() const {
     if (!open && !s.retire_reason.empty()) fail("slot ", n, " retired without a socket");
   }
   if (returning != returning_) fail("returning count ", returning_, " != ", returning);
-  if (budget_held_ != non_empty) fail("budget tokens ", budget_held_, " != slots in use ", non_empty);
+  if (budget_held_ != non_empty) {
+    fail("budget tokens ", budget_held_, " != slots in use ", non_empty);
+  }
   if (budget_ != nullptr && budget_->limit() > 0 && budget_->used() > budget_->limit()) {
     fail("budget over its limit: ", budget_->used(), " > ", budget_->limit());
   }

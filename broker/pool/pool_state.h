@@ -138,7 +138,8 @@ class PoolState final {
   void OnGrantFailed(const Waiter& waiter, int slot, uint64_t socket, absl::Time now,
                      Actions* actions);
   // The retire reason of a granted socket as its lease begins ("expired" from `now` on when
-  // nothing retired it before); empty when it may serve.
+  // nothing retired it before); empty when it may serve. "gone" if the slot no longer holds
+  // it, which cannot happen while a grant is on its way: only its own lease frees the slot.
   std::string RetireReasonAtLeaseStart(int slot, uint64_t socket, absl::Time now);
   // A lease began on the socket: returns how many leases it has served, this one included.
   int OnLeaseStarted(int slot, uint64_t socket);
