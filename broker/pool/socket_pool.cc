@@ -18,11 +18,9 @@ namespace {
 
 std::atomic<uint64_t> g_next_socket_id{1};
 
-absl::Duration Jittered(absl::Duration d) {
-  // Full jitter in [d/2, d]: many brokers restarting together do not reconnect in lockstep.
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_real_distribution<double> dist(0.5, 1.0);
-  return d * dist(rng);
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
 
 }  // namespace
@@ -68,10 +66,10 @@ SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
       budget_(std::move(budget)),
       timer_loop_(loops->Next()),
       sweep_timer_(timer_loop_),
-      retry_timer_(timer_loop_) {
-  MutexLock lock(&mu_);
-  slots_.resize(options.pool.max_sockets);
-  counters_.max_sockets = options.pool.max_sockets;
+      retry_timer_(timer_loop_),
+      deadline_timer_(timer_loop_),
+      state_(options.name, options.pool, budget_.get(), RandomSeed()),
+      sockets_(options.pool.max_sockets) {
   if (auto not_after = context_->client_cert_not_after()) {
     observer_->OnClientCertNotAfter(*not_after);
   }
@@ -97,23 +95,19 @@ absl::Time RetireTime(const PeerChain& chain, absl::Duration margin, absl::Time 
 
 }  // namespace
 
-SocketPool::~SocketPool() {
-  // The pool goes when nothing uses it any more (no lease, no I/O handler): its sockets are
-  // closed, so their tokens go back to the budget shared with the other pools.
-  MutexLock lock(&mu_);
-  if (budget_ != nullptr) budget_->Give(budget_held_);
-  budget_held_ = 0;
-}
+// The PoolState gives the budget tokens back as it goes.
+SocketPool::~SocketPool() = default;
 
 void SocketPool::Start() {
-  const std::shared_ptr<const BackendOptions> opts = options();
+  Actions actions;
   {
     MutexLock lock(&mu_);
-    if (started_) return;
-    started_ = true;
+    PoolState::Actions decided;
+    if (!state_.Start(absl::Now(), &decided)) return;
+    actions = TakeActionsLocked(std::move(decided));
   }
   ScheduleSweep();
-  Dispatch();
+  Run(std::move(actions));
 }
 
 uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
@@ -134,342 +128,160 @@ uint64_t SocketPool::Acquire(AcquireRequest request, AcquireCallback done) {
   }
   Actions actions;
   uint64_t ticket;
-  absl::Status refused;
   {
     MutexLock lock(&mu_);
-    ticket = next_ticket_++;
-    if (shut_down_) {
-      refused = absl::UnavailableError(
-          absl::StrCat("draining: backend ", opts->name, " is not taking new leases"));
-    } else {
-      Waiter waiter;
-      waiter.ticket = ticket;
-      waiter.slot = slot;
-      waiter.deadline = request.deadline;
-      waiter.enqueued_at = absl::Now();
-      waiter.caller = std::move(request.caller);
-      waiter.trace_parent = std::move(request.trace_parent);
-      waiter.done = std::move(done);
-      waiters_.push_back(std::move(waiter));
-      DispatchLocked(&actions);
-      // Still queued: it has to wait. max_waiters bounds only callers who wait; one served at
-      // once (an idle socket) never counts against it.
-      for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-        if (it->ticket != ticket) continue;
-        if (static_cast<int>(waiters_.size()) > opts->pool.max_waiters) {
-          done = std::move(it->done);
-          waiters_.erase(it);
-          refused = absl::ResourceExhaustedError(absl::StrCat(
-              "too many callers waiting for backend ", opts->name, " (max_waiters ",
-              opts->pool.max_waiters, ")"));
-        } else {
-          ArmWaiterTimerLocked(&*it);
-        }
-        break;
-      }
-      observer_->OnWaiters(static_cast<int>(waiters_.size()));
-    }
+    PoolState::Actions decided;
+    ticket = state_.Acquire(slot, request.deadline, absl::Now(), &decided);
+    // Known before the decisions are looked up: they may serve or refuse this caller at once.
+    pending_.emplace(ticket, Pending{std::move(done), std::move(request.caller),
+                                     std::move(request.trace_parent)});
+    actions = TakeActionsLocked(std::move(decided));
   }
-  // Dispatch may have served or started connections for others: always carry it out.
   Run(std::move(actions));
-  if (!refused.ok()) {
-    observer_->OnLeaseRefused(refused.code());
-    std::move(done)(refused);
-  }
   return ticket;
 }
 
 void SocketPool::CancelAcquire(uint64_t ticket) {
-  AcquireCallback done;
-  std::shared_ptr<asio::steady_timer> timer;
+  Actions actions;
   {
     MutexLock lock(&mu_);
-    for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-      if (it->ticket != ticket) continue;
-      done = std::move(it->done);
-      timer = std::move(it->timer);
-      waiters_.erase(it);
-      observer_->OnWaiters(static_cast<int>(waiters_.size()));
-      break;
-    }
+    PoolState::Actions decided;
+    state_.Cancel(ticket, &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
-  if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-  if (done) {
-    observer_->OnLeaseRefused(absl::StatusCode::kCancelled);
-    std::move(done)(absl::CancelledError("acquire cancelled by the caller"));
-  }
-}
-
-void SocketPool::ArmWaiterTimerLocked(Waiter* waiter) {
-  if (waiter->timer || waiter->deadline == absl::InfiniteFuture()) return;
-  auto timer = std::make_shared<asio::steady_timer>(loops_->Next());
-  absl::Duration left = std::max(waiter->deadline - absl::Now(), absl::ZeroDuration());
-  timer->expires_after(absl::ToChronoNanoseconds(left));
-  std::weak_ptr<SocketPool> weak = weak_from_this();
-  uint64_t ticket = waiter->ticket;
-  // The timer is armed on its own loop: Asio timers must be used from one thread.
-  asio::post(timer->get_executor(), [timer, weak, ticket] {
-    timer->async_wait([weak, ticket](const asio::error_code& ec) {
-      if (ec) return;
-      if (auto pool = weak.lock()) pool->OnWaiterDeadline(ticket);
-    });
-  });
-  waiter->timer = std::move(timer);
-}
-
-void SocketPool::OnWaiterDeadline(uint64_t ticket) {
-  const std::shared_ptr<const BackendOptions> opts = options();
-  AcquireCallback done;
-  absl::Duration waited;
-  absl::Status last_failure;
-  {
-    MutexLock lock(&mu_);
-    for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-      if (it->ticket != ticket) continue;
-      done = std::move(it->done);
-      waited = absl::Now() - it->enqueued_at;
-      waiters_.erase(it);
-      observer_->OnWaiters(static_cast<int>(waiters_.size()));
-      last_failure = last_failure_;
-      break;
-    }
-  }
-  if (!done) return;
-  observer_->OnLeaseRefused(absl::StatusCode::kDeadlineExceeded);
-  std::string msg = absl::StrCat("no socket of backend ", opts->name, " became free within ",
-                                 absl::FormatDuration(waited));
-  if (!last_failure.ok()) absl::StrAppend(&msg, " (last connect failure: ", last_failure.message(), ")");
-  std::move(done)(absl::DeadlineExceededError(msg));
+  Run(std::move(actions));
 }
 
 void SocketPool::Dispatch() {
   Actions actions;
   {
     MutexLock lock(&mu_);
-    DispatchLocked(&actions);
+    PoolState::Actions decided;
+    state_.Dispatch(absl::Now(), &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
   Run(std::move(actions));
 }
 
-int SocketPool::ReserveEmptySlotLocked() {
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].state == SlotState::kEmpty) {
-      if (!TakeBudgetLocked()) return kNoBudget;
-      slots_[i].state = SlotState::kConnecting;
-      return static_cast<int>(i) + 1;
-    }
-  }
-  return 0;
+bool SocketPool::HoldsLocked(const std::shared_ptr<PooledSocket>& socket) const {
+  return sockets_[socket->slot - 1] == socket;
 }
 
-bool SocketPool::TakeBudgetLocked() {
-  if (budget_ == nullptr) return true;
-  if (!budget_->TryTake()) return false;
-  ++budget_held_;
-  return true;
-}
-
-void SocketPool::ReconcileBudgetLocked() {
-  if (budget_ == nullptr) return;
-  int in_use = 0;
-  for (const Slot& s : slots_) in_use += s.state != SlotState::kEmpty;
-  if (budget_held_ > in_use) {
-    budget_->Give(budget_held_ - in_use);
-    budget_held_ = in_use;
+SocketPool::Actions SocketPool::TakeActionsLocked(PoolState::Actions decided) {
+  Actions actions;
+  for (PoolState::Failure& f : decided.failures) {
+    auto it = pending_.find(f.waiter.ticket);
+    if (it == pending_.end()) continue;
+    actions.failures.emplace_back(std::move(it->second), std::move(f.status));
+    pending_.erase(it);
   }
-}
-
-absl::Status SocketPool::BudgetExhaustedLocked(const BackendOptions& opts) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "socket budget exhausted: ", budget_->used(), " of limits.max_backend_sockets ",
-      budget_->limit(), " backend sockets are open or connecting across all backends, and no "
-      "idle socket of backend ", opts.name, " is free; retry later"));
-}
-
-void SocketPool::RemoveIdleLocked(int slot) {
-  idle_.erase(std::remove(idle_.begin(), idle_.end(), slot), idle_.end());
-}
-
-void SocketPool::DispatchLocked(Actions* actions) {
-  const std::shared_ptr<const BackendOptions> opts = options();
-  const absl::Time now = absl::Now();
-  // Slots emptied since the last dispatch free their tokens before new sockets are counted.
-  ReconcileBudgetLocked();
-  if (shut_down_) {
-    for (Waiter& w : waiters_) {
-      actions->failures.emplace_back(
-          std::move(w), absl::UnavailableError(absl::StrCat(
-                            "draining: backend ", opts->name, " is not taking new leases")));
+  for (PoolState::Close& c : decided.closes) {
+    std::shared_ptr<PooledSocket>& socket = sockets_[c.slot - 1];
+    if (socket != nullptr && socket->id == c.socket) {
+      actions.closes.emplace_back(std::move(socket), std::move(c.reason));
     }
-    waiters_.clear();
-    ReportStatesLocked();
-    return;
   }
-  const bool backing_off = now < backoff_until_;
-  int connecting = 0;
-  int returning = 0;
-  for (const Slot& s : slots_) {
-    connecting += s.state == SlotState::kConnecting;
-    returning += s.state == SlotState::kLeased && s.returning;
+  actions.connects = std::move(decided.connects);
+  for (PoolState::Grant& g : decided.grants) {
+    auto it = pending_.find(g.waiter.ticket);
+    if (it == pending_.end()) continue;
+    actions.grants.push_back({g.waiter, std::move(it->second), sockets_[g.slot - 1]});
+    pending_.erase(it);
   }
-
-  int unserved_any = 0;
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->slot != 0) {
-      Slot& slot = slots_[it->slot - 1];
-      if (slot.state == SlotState::kIdle) {
-        RemoveIdleLocked(it->slot);
-        slot.state = SlotState::kLeased;
-        actions->grants.emplace_back(std::move(*it), slot.socket);
-        it = waiters_.erase(it);
-        continue;
-      }
-      if (slot.state == SlotState::kEmpty && !backing_off) {
-        if (!TakeBudgetLocked()) {
-          // Its own slot is free, so nothing this caller could wait for frees a token.
-          budget_->NoteRefused();
-          actions->failures.emplace_back(std::move(*it), BudgetExhaustedLocked(*opts));
-          it = waiters_.erase(it);
-          continue;
-        }
-        slot.state = SlotState::kConnecting;
-        ++connecting;
-        actions->connects.push_back(it->slot);
-      }
-      ++it;
-      continue;
-    }
-    if (!idle_.empty()) {
-      int n = idle_.back();  // Most recently used first: surplus sockets age out.
-      idle_.pop_back();
-      slots_[n - 1].state = SlotState::kLeased;
-      actions->grants.emplace_back(std::move(*it), slots_[n - 1].socket);
-      it = waiters_.erase(it);
-      continue;
-    }
-    ++unserved_any;
-    ++it;
-  }
-
-  if (backing_off) {
-    // The backend is failing: tell waiters now, with the reason, rather than at their deadline
-    // — unless a connection attempt is still under way that could serve them.
-    if (connecting == 0 && !last_failure_.ok()) {
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        bool slot_leased = it->slot != 0 && slots_[it->slot - 1].state == SlotState::kLeased;
-        if (slot_leased) {
-          ++it;
-          continue;
-        }
-        actions->failures.emplace_back(std::move(*it), last_failure_);
-        it = waiters_.erase(it);
-      }
-    }
-    ScheduleRetryLocked();
-  } else {
-    // New sockets for callers with nothing to take (sockets on their way back count as
-    // supply), then up to min_idle spare ones.
-    bool out_of_budget = false;
-    while (connecting + returning < unserved_any) {
-      int slot = ReserveEmptySlotLocked();
-      if (slot == kNoBudget) out_of_budget = true;
-      if (slot <= 0) break;
-      ++connecting;
-      actions->connects.push_back(slot);
-    }
-    if (out_of_budget) {
-      // The pool could open a socket but the broker-wide budget is used up. Callers covered by
-      // a socket already connecting or coming back keep waiting (oldest first); the newest
-      // beyond that are refused now (see SocketBudget for why they do not wait).
-      int covered = connecting + returning;
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        if (it->slot != 0 || covered-- > 0) {
-          ++it;
-          continue;
-        }
-        budget_->NoteRefused();
-        actions->failures.emplace_back(std::move(*it), BudgetExhaustedLocked(*opts));
-        it = waiters_.erase(it);
-      }
-    }
-    if (started_) {
-      while (static_cast<int>(idle_.size()) + connecting - unserved_any < opts->pool.min_idle) {
-        int slot = ReserveEmptySlotLocked();
-        if (slot <= 0) break;
-        ++connecting;
-        actions->connects.push_back(slot);
-      }
-    }
+  actions.sync_deadline_timer = decided.deadline_timer.has_value();
+  actions.sync_retry_timer = decided.retry_timer.has_value();
+  // Sockets whose slot the state emptied (closed, broken, forgotten) are no longer the pool's.
+  for (int n = 1; n <= state_.max_sockets(); ++n) {
+    std::shared_ptr<PooledSocket>& socket = sockets_[n - 1];
+    if (socket != nullptr && state_.slot(n).socket != socket->id) socket.reset();
   }
   ReportStatesLocked();
+  return actions;
 }
 
-void SocketPool::ScheduleRetryLocked() {
-  if (retry_scheduled_) return;
-  retry_scheduled_ = true;
-  absl::Duration wait = std::max(backoff_until_ - absl::Now(), absl::Milliseconds(1));
+void SocketPool::ReportStatesLocked() {
+  int leased = 0, retiring = 0, enull = 0;
+  for (int n = 1; n <= state_.max_sockets(); ++n) {
+    const PoolState::SlotInfo& s = state_.slot(n);
+    if (s.state == PoolState::SlotState::kLeased) {
+      ++leased;
+      // Leased but retired (revoked, expiring, drained): closes when its lease ends.
+      retiring += !s.retire_reason.empty();
+    }
+    // Open sockets whose cipher encrypts nothing (OpenSSL names them ...NULL...): an operator
+    // must be able to see that integrity-only traffic is flowing (an alert watches this).
+    const std::shared_ptr<PooledSocket>& socket = sockets_[n - 1];
+    enull += socket != nullptr && absl::StrContains(socket->info.cipher, "NULL");
+  }
+  observer_->OnSocketStates(state_.connecting(), state_.idle(), leased - retiring, retiring);
+  observer_->OnEnullSockets(enull);
+  observer_->OnWaiters(state_.waiters());
+}
+
+void SocketPool::SyncTimer(Timer which) {
   std::weak_ptr<SocketPool> weak = weak_from_this();
-  asio::post(timer_loop_, [weak, wait] {
+  // Asio timers must be used from one thread: timer_loop_'s. The time is read there, under the
+  // lock, rather than taken from the action: two threads' syncs may reach the loop in either
+  // order, and the state's latest wish is the one that must stand.
+  asio::post(timer_loop_, [weak, which] {
     auto pool = weak.lock();
     if (!pool) return;
-    pool->retry_timer_.expires_after(absl::ToChronoNanoseconds(wait));
-    pool->retry_timer_.async_wait([weak](const asio::error_code& ec) {
-      auto pool = weak.lock();
-      if (!pool) return;
-      {
-        MutexLock lock(&pool->mu_);
-        pool->retry_scheduled_ = false;
-      }
-      if (!ec) pool->Dispatch();
+    absl::Time at;
+    {
+      MutexLock lock(&pool->mu_);
+      at = which == Timer::kDeadline ? pool->state_.deadline_timer_at()
+                                     : pool->state_.retry_timer_at();
+    }
+    asio::steady_timer& timer =
+        which == Timer::kDeadline ? pool->deadline_timer_ : pool->retry_timer_;
+    if (at == absl::InfiniteFuture()) {
+      timer.cancel();
+      return;
+    }
+    // Re-aiming cancels the wait in progress (it ends with an error and does nothing).
+    timer.expires_after(
+        absl::ToChronoNanoseconds(std::max(at - absl::Now(), absl::ZeroDuration())));
+    timer.async_wait([weak, which](const asio::error_code& ec) {
+      if (ec) return;
+      if (auto pool = weak.lock()) pool->OnTimer(which);
     });
   });
 }
 
-void SocketPool::ReportStatesLocked() {
-  ReconcileBudgetLocked();
-  int connecting = 0, idle = 0, leased = 0, retiring = 0, enull = 0;
-  for (const Slot& s : slots_) {
-    connecting += s.state == SlotState::kConnecting;
-    idle += s.state == SlotState::kIdle;
-    leased += s.state == SlotState::kLeased;
-    // Leased but retired (revoked, expiring, drained): closes when its lease ends.
-    retiring += s.state == SlotState::kLeased && s.socket && !s.socket->retire_reason.empty();
-    // Open sockets whose cipher encrypts nothing (OpenSSL names them ...NULL...): an operator
-    // must be able to see that integrity-only traffic is flowing (an alert watches this).
-    enull += (s.state == SlotState::kIdle || s.state == SlotState::kLeased) && s.socket &&
-             absl::StrContains(s.socket->info.cipher, "NULL");
+void SocketPool::OnTimer(Timer which) {
+  Actions actions;
+  {
+    MutexLock lock(&mu_);
+    PoolState::Actions decided;
+    if (which == Timer::kDeadline) {
+      state_.OnDeadlineTimer(absl::Now(), &decided);
+    } else {
+      state_.OnRetryTimer(absl::Now(), &decided);
+    }
+    actions = TakeActionsLocked(std::move(decided));
   }
-  counters_.connecting = connecting;
-  counters_.idle = idle;
-  counters_.leased = leased;
-  counters_.waiters = static_cast<int>(waiters_.size());
-  observer_->OnSocketStates(connecting, idle, leased - retiring, retiring);
-  observer_->OnEnullSockets(enull);
-  observer_->OnWaiters(static_cast<int>(waiters_.size()));
+  Run(std::move(actions));
 }
 
 void SocketPool::Run(Actions actions) {
-  for (auto& [waiter, status] : actions.failures) {
-    if (waiter.timer) {
-      auto timer = waiter.timer;
-      asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-    }
+  for (auto& [pending, status] : actions.failures) {
     observer_->OnLeaseRefused(status.code());
-    std::move(waiter.done)(status);
+    std::move(pending.done)(status);
   }
   for (auto& [socket, reason] : actions.closes) {
     observer_->OnSocketClosed(reason);
     CloseOnLoop(socket);
   }
   for (int slot : actions.connects) StartConnect(slot);
-  for (auto& [waiter, socket] : actions.grants) {
+  for (Grant& grant : actions.grants) {
     auto self = shared_from_this();
-    // `socket = socket`: clang 14 cannot capture a structured binding by name (C++20 allows it
-    // from clang 16); the init-capture copies it the same way.
-    asio::post(socket->tls->io(), [self, waiter = std::move(waiter), socket = socket]() mutable {
-      self->Activate(std::move(waiter), std::move(socket));
+    asio::io_context& io = grant.socket->tls->io();
+    asio::post(io, [self, grant = std::move(grant)]() mutable {
+      self->Activate(std::move(grant));
     });
   }
+  if (actions.sync_deadline_timer) SyncTimer(Timer::kDeadline);
+  if (actions.sync_retry_timer) SyncTimer(Timer::kRetry);
 }
 
 void SocketPool::CloseOnLoop(std::shared_ptr<PooledSocket> socket) {
@@ -559,52 +371,34 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
   Actions actions;
   {
     MutexLock lock(&mu_);
-    Slot& s = slots_[slot - 1];
-    if (status.ok() && !discard.empty()) {
-      s.state = SlotState::kEmpty;
-    } else if (!status.ok()) {
-      s.state = SlotState::kEmpty;
-      ++counters_.connect_failures;
-      ++consecutive_failures_;
-      last_failure_ = status;
-      counters_.last_failure = std::string(status.message());
-      absl::Duration backoff = opts->pool.backoff_initial;
-      for (int i = 1; i < consecutive_failures_ && backoff < opts->pool.backoff_max; ++i) {
-        backoff *= 2;
-      }
-      backoff_until_ = absl::Now() + Jittered(std::min(backoff, opts->pool.backoff_max));
-    } else if (shut_down_) {
-      s.state = SlotState::kEmpty;
+    const absl::Time now = absl::Now();
+    PoolState::Actions decided;
+    if (!status.ok()) {
+      state_.OnConnectFailed(slot, status, now, &decided);
+    } else if (!discard.empty()) {
+      state_.OnConnectDiscarded(slot, now, &decided);
     } else {
-      consecutive_failures_ = 0;
-      last_failure_ = absl::OkStatus();
-      counters_.last_failure.clear();
-      backoff_until_ = absl::InfinitePast();
-      ++counters_.sockets_created;
-      if (info.resumed) {
-        ++counters_.handshakes_resumed;
-      } else {
-        ++counters_.handshakes_full;
+      auto candidate = std::make_shared<PooledSocket>();
+      candidate->slot = slot;
+      candidate->client_id = FormatClientId(opts->client_id, slot);
+      candidate->id = g_next_socket_id.fetch_add(1);
+      candidate->tls = tls;
+      candidate->created_at = now;
+      candidate->peer_chain = tls->peer_chain();
+      if (candidate->peer_chain != nullptr) {
+        candidate->retire_at =
+            RetireTime(*candidate->peer_chain, opts->tls.expiry_margin, candidate->created_at);
       }
-      socket = std::make_shared<PooledSocket>();
-      socket->slot = slot;
-      socket->client_id = FormatClientId(opts->client_id, slot);
-      socket->id = g_next_socket_id.fetch_add(1);
-      socket->tls = tls;
-      socket->created_at = absl::Now();
-      socket->last_released = socket->created_at;
-      socket->peer_chain = tls->peer_chain();
-      if (socket->peer_chain != nullptr) {
-        socket->retire_at =
-            RetireTime(*socket->peer_chain, opts->tls.expiry_margin, socket->created_at);
+      candidate->info = info;
+      // False when shut down meanwhile: the socket is closed below.
+      if (state_.OnConnected(slot, candidate->id, now, candidate->retire_at, info.resumed,
+                             &decided)) {
+        ArmOcspRecheckLocked(candidate.get(), *opts, now);
+        socket = std::move(candidate);
+        sockets_[slot - 1] = socket;  // Before the decisions: they may lend it at once.
       }
-      socket->info = info;
-      ArmOcspRecheckLocked(socket.get(), *opts, socket->created_at);
-      s.socket = socket;
-      s.state = SlotState::kIdle;
-      idle_.push_back(slot);
     }
-    DispatchLocked(&actions);
+    actions = TakeActionsLocked(std::move(decided));
   }
   if (!discard.empty()) {
     LogEvent(LogLevel::kInfo, "new socket closed: the TLS context changed while it connected",
@@ -627,24 +421,16 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
   Run(std::move(actions));
 }
 
-void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
+void SocketPool::Activate(Grant grant) {
   const std::shared_ptr<const BackendOptions> opts = options();
+  const std::shared_ptr<PooledSocket>& socket = grant.socket;
   // Runs on the socket's loop. The socket is marked leased; make sure it is still healthy:
   // a backend may have closed it, or sent bytes, since it went idle.
-  if (waiter.timer) {
-    auto timer = waiter.timer;
-    asio::post(timer->get_executor(), [timer] { timer->cancel(); });
-    waiter.timer.reset();
-  }
   socket->tls->StopIdleWatch();
   std::string retired;
   {
     MutexLock lock(&mu_);
-    // Retired (revoked, rotation) since it was granted, or expiring before the sweep saw it.
-    if (socket->retire_reason.empty() && absl::Now() >= socket->retire_at) {
-      socket->retire_reason = "expired";
-    }
-    retired = socket->retire_reason;
+    retired = state_.RetireReasonAtLeaseStart(socket->slot, socket->id, absl::Now());
   }
   absl::Status health = retired.empty()
                             ? socket->tls->CheckNothingUnread()
@@ -662,27 +448,21 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
     Actions actions;
     {
       MutexLock lock(&mu_);
-      Slot& s = slots_[socket->slot - 1];
-      if (s.socket == socket) {
-        s.state = SlotState::kEmpty;
-        s.socket.reset();
-      }
-      // Back to the front of the queue: it was first in line, and has waited already.
-      waiters_.push_front(std::move(waiter));
-      ArmWaiterTimerLocked(&waiters_.front());
-      DispatchLocked(&actions);
+      PoolState::Actions decided;
+      // The caller goes back to the front of the queue, so it is known again by its ticket.
+      pending_.emplace(grant.waiter.ticket, std::move(grant.pending));
+      state_.OnGrantFailed(grant.waiter, socket->slot, socket->id, absl::Now(), &decided);
+      actions = TakeActionsLocked(std::move(decided));
     }
     Run(std::move(actions));
     return;
   }
   int leases_served;
-  bool reused;
   {
     MutexLock lock(&mu_);
-    reused = socket->leases_served > 0;
-    leases_served = ++socket->leases_served;
-    ++counters_.leases_granted;
+    leases_served = state_.OnLeaseStarted(socket->slot, socket->id);
   }
+  const bool reused = leases_served > 1;
   LeaseInfo info;
   info.backend = opts->name;
   info.client_id = socket->client_id;
@@ -690,27 +470,28 @@ void SocketPool::Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket) {
   info.slot = socket->slot;
   info.reused = reused;
   info.leases_served = leases_served;
-  info.wait = absl::Now() - waiter.enqueued_at;
+  info.wait = absl::Now() - grant.waiter.enqueued_at;
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
-  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info), waiter.caller,
-                                waiter.trace_parent);
+  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info),
+                                grant.pending.caller, grant.pending.trace_parent);
   bool abort_now = false;
   std::string abort_reason;
   {
     MutexLock lock(&mu_);
     socket->lease_id = core->info().lease_id;
-    socket->lease_caller = waiter.caller;
+    socket->lease_caller = grant.pending.caller;
     socket->lease_started_at = absl::Now();
     socket->lease = core;
     // Retired with ABORT_LEASE between the check above and now.
-    abort_now = !socket->retire_reason.empty() && !socket->abort_reason.empty();
+    abort_now = HoldsLocked(socket) && !state_.slot(socket->slot).retire_reason.empty() &&
+                !socket->abort_reason.empty();
     abort_reason = socket->abort_reason;
   }
   if (abort_now) {
     core->Abort(TlsFailure(abort_reason, "the socket was retired as its lease began"));
   }
-  std::move(waiter.done)(Lease(std::move(core)));
+  std::move(grant.pending.done)(Lease(std::move(core)));
 }
 
 void SocketPool::OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status) {
@@ -720,14 +501,10 @@ void SocketPool::OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl:
   Actions actions;
   {
     MutexLock lock(&mu_);
-    Slot& s = slots_[socket->slot - 1];
-    if (s.socket == socket && s.state == SlotState::kIdle) {
-      RemoveIdleLocked(socket->slot);
-      s.state = SlotState::kEmpty;
-      s.socket.reset();
-      removed = true;
-      DispatchLocked(&actions);
-    }
+    if (!HoldsLocked(socket)) return;
+    PoolState::Actions decided;
+    removed = state_.OnIdleBroken(socket->slot, socket->id, absl::Now(), &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
   if (removed) {
     std::string reason =
@@ -746,49 +523,24 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
                               absl::string_view close_reason) {
   const std::shared_ptr<const BackendOptions> opts = options();
   // Runs on the socket's loop.
-  const absl::Time now = absl::Now();
-  std::string reason(close_reason);
-  bool keep = false;
+  PoolState::ReturnResult returned;
   Actions actions;
   {
     MutexLock lock(&mu_);
-    Slot& s = slots_[socket->slot - 1];
-    if (s.socket != socket) return;  // Already forgotten (reclaimed).
-    s.returning = false;
+    if (!HoldsLocked(socket)) return;  // Already forgotten (reclaimed).
     socket->lease_id.clear();
     socket->lease_caller.clear();
-    keep = verdict.ok() && !shut_down_;
-    if (keep && opts->pool.mode == PoolMode::kPerLease) {
-      keep = false;
-      reason = "per_lease";
-    }
-    if (keep && now - socket->created_at >= opts->pool.max_lifetime) {
-      keep = false;
-      reason = "lifetime";
-    }
-    if (keep && opts->pool.max_leases_per_socket > 0 &&
-        socket->leases_served >= opts->pool.max_leases_per_socket) {
-      keep = false;
-      reason = "max_leases";
-    }
-    if (!keep && shut_down_ && verdict.ok()) reason = "drain";
-    if (socket->retire_reason.empty() && now >= socket->retire_at) socket->retire_reason = "expired";
-    if (!socket->retire_reason.empty()) {
-      keep = false;
-      reason = socket->retire_reason;
-    }
     socket->lease.reset();
-    if (keep) {
-      s.state = SlotState::kIdle;
-      socket->last_released = now;
-      idle_.push_back(socket->slot);
-    } else {
-      s.state = SlotState::kEmpty;
-      s.socket.reset();
-    }
-    DispatchLocked(&actions);
+    PoolState::Actions decided;
+    returned = state_.OnReturned(socket->slot, socket->id, verdict.ok(), close_reason,
+                                 absl::Now(), &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
-  if (keep) {
+  if (!returned.known) {
+    Run(std::move(actions));
+    return;
+  }
+  if (returned.keep) {
     std::weak_ptr<SocketPool> weak = weak_from_this();
     std::weak_ptr<PooledSocket> weak_socket = socket;  // See OnConnected.
     socket->tls->WatchIdle([weak, weak_socket](absl::Status broken) {
@@ -801,10 +553,10 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
       LogEvent(LogLevel::kInfo, "socket not reused",
                absl::StrCat(LogField("backend", opts->name), " ",
                             LogField("client_id", socket->client_id), " ",
-                            LogField("reason", reason), " ",
+                            LogField("reason", returned.reason), " ",
                             LogField("detail", verdict.message())));
     }
-    observer_->OnSocketClosed(reason);
+    observer_->OnSocketClosed(returned.reason);
     socket->tls->Close();
   }
   Run(std::move(actions));
@@ -812,20 +564,17 @@ void SocketPool::ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl:
 
 void SocketPool::NoteReturning(const std::shared_ptr<PooledSocket>& socket) {
   MutexLock lock(&mu_);
-  Slot& s = slots_[socket->slot - 1];
-  if (s.socket == socket && s.state == SlotState::kLeased) s.returning = true;
+  if (HoldsLocked(socket)) state_.NoteReturning(socket->slot, socket->id);
 }
 
 void SocketPool::ForgetSocket(const std::shared_ptr<PooledSocket>& socket) {
   Actions actions;
   {
     MutexLock lock(&mu_);
-    Slot& s = slots_[socket->slot - 1];
-    if (s.socket != socket) return;
-    s.returning = false;
-    s.state = SlotState::kEmpty;
-    s.socket.reset();
-    DispatchLocked(&actions);
+    if (!HoldsLocked(socket)) return;
+    PoolState::Actions decided;
+    state_.Forget(socket->slot, socket->id, absl::Now(), &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
   Run(std::move(actions));
 }
@@ -853,47 +602,16 @@ void SocketPool::ScheduleSweep() {
 }
 
 void SocketPool::Sweep() {
-  const std::shared_ptr<const BackendOptions> opts = options();
   const absl::Time now = absl::Now();
   Actions actions;
   std::vector<std::shared_ptr<PooledSocket>> ocsp_due;
   {
     MutexLock lock(&mu_);
-    if (shut_down_) return;
-    // Oldest-used first, so a surplus beyond min_idle retires the least useful sockets.
-    int idle_count = static_cast<int>(idle_.size());
-    std::vector<int> retire;
-    for (int slot : idle_) {
-      const PooledSocket& socket = *slots_[slot - 1].socket;
-      if (now >= socket.retire_at) {
-        actions.closes.emplace_back(slots_[slot - 1].socket, "expired");
-        retire.push_back(slot);
-        --idle_count;
-      } else if (now - socket.created_at >= opts->pool.max_lifetime) {
-        actions.closes.emplace_back(slots_[slot - 1].socket, "lifetime");
-        retire.push_back(slot);
-        --idle_count;
-      } else if (now - socket.last_released >= opts->pool.idle_timeout &&
-                 idle_count > opts->pool.min_idle) {
-        actions.closes.emplace_back(slots_[slot - 1].socket, "idle");
-        retire.push_back(slot);
-        --idle_count;
-      }
-    }
-    for (int slot : retire) {
-      RemoveIdleLocked(slot);
-      slots_[slot - 1].state = SlotState::kEmpty;
-      slots_[slot - 1].socket.reset();
-    }
-    // Leased sockets whose backend certificate is about to expire finish their lease first.
-    for (Slot& s : slots_) {
-      if (s.state == SlotState::kLeased && s.socket && now >= s.socket->retire_at &&
-          s.socket->retire_reason.empty()) {
-        s.socket->retire_reason = "expired";
-      }
-    }
+    if (state_.shut_down()) return;
+    PoolState::Actions decided;
+    state_.Sweep(now, &decided);
+    actions = TakeActionsLocked(std::move(decided));
     ocsp_due = TakeDueOcspRechecksLocked(now);
-    DispatchLocked(&actions);
   }
   Run(std::move(actions));
   for (auto& socket : ocsp_due) StartOcspRecheck(std::move(socket));
@@ -905,38 +623,33 @@ void SocketPool::Shutdown() {
   Actions actions;
   {
     MutexLock lock(&mu_);
-    shut_down_ = true;
-    for (int slot : idle_) {
-      actions.closes.emplace_back(slots_[slot - 1].socket, "drain");
-      slots_[slot - 1].state = SlotState::kEmpty;
-      slots_[slot - 1].socket.reset();
-    }
-    idle_.clear();
-    DispatchLocked(&actions);
+    PoolState::Actions decided;
+    state_.Shutdown(absl::Now(), &decided);
+    actions = TakeActionsLocked(std::move(decided));
   }
   Run(std::move(actions));
   std::weak_ptr<SocketPool> weak = weak_from_this();
   asio::post(timer_loop_, [weak] {
-    if (auto pool = weak.lock()) {
-      pool->sweep_timer_.cancel();
-      pool->retry_timer_.cancel();
-    }
+    if (auto pool = weak.lock()) pool->sweep_timer_.cancel();
   });
 }
 
 void SocketPool::Resume() {
   bool sweep;
+  Actions actions;
   {
     MutexLock lock(&mu_);
-    if (!shut_down_) return;
-    shut_down_ = false;
+    PoolState::Actions decided;
+    if (!state_.Resume(absl::Now(), &decided)) return;  // Prewarms to min_idle again.
     // Shutdown cancelled the sweep; a pool never started gets it from Start().
-    sweep = started_;
+    sweep = state_.started();
+    actions = TakeActionsLocked(std::move(decided));
   }
   // Posted after Shutdown's cancel on the same loop, so the new sweep is not cancelled by it.
   if (sweep) ScheduleSweep();
-  Dispatch();  // Prewarm to min_idle again.
+  Run(std::move(actions));
 }
+
 
 std::shared_ptr<const BackendOptions> SocketPool::options() const {
   MutexLock lock(&settings_mu_);
@@ -976,6 +689,10 @@ void SocketPool::ApplyReconfigure(const BackendOptions& next,
     options_ = std::make_shared<const BackendOptions>(next);
   }
   {
+    MutexLock lock(&mu_);
+    state_.SetOptions(next.name, next.pool);
+  }
+  {
     MutexLock lock(&watch_mu_);
     files_ = TlsFileSnapshot::Read(next.tls);
   }
@@ -994,10 +711,8 @@ int SocketPool::RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches,
   std::vector<std::shared_ptr<PooledSocket>> open;
   {
     MutexLock lock(&mu_);
-    for (const Slot& s : slots_) {
-      if (s.socket && (s.state == SlotState::kIdle || s.state == SlotState::kLeased)) {
-        open.push_back(s.socket);
-      }
+    for (const auto& socket : sockets_) {
+      if (socket != nullptr) open.push_back(socket);
     }
   }
   // The checks (a chain verification each, for CRLs) run outside the lock.
@@ -1012,25 +727,26 @@ int SocketPool::RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches,
   int idle = 0, leased_count = 0;
   {
     MutexLock lock(&mu_);
+    PoolState::Actions decided;
     for (auto& socket : hits) {
-      Slot& s = slots_[socket->slot - 1];
-      if (s.socket != socket) continue;  // Gone meanwhile.
-      if (s.state == SlotState::kIdle) {
-        RemoveIdleLocked(socket->slot);
-        s.state = SlotState::kEmpty;
-        s.socket.reset();
-        actions.closes.emplace_back(socket, std::string(close_reason));
-        ++idle;
-      } else if (s.state == SlotState::kLeased) {
-        if (socket->retire_reason.empty()) socket->retire_reason = std::string(close_reason);
-        ++leased_count;
-        if (leased == LeasedPolicy::kAbortLease) {
-          socket->abort_reason = std::string(abort_reason);
-          if (auto core = socket->lease.lock()) aborts.push_back(std::move(core));
-        }
+      if (!HoldsLocked(socket)) continue;  // Gone meanwhile.
+      switch (state_.Retire(socket->slot, socket->id, close_reason, &decided)) {
+        case PoolState::RetireResult::kIdleClosed:
+          ++idle;
+          break;
+        case PoolState::RetireResult::kLeasedRetired:
+          ++leased_count;
+          if (leased == LeasedPolicy::kAbortLease) {
+            socket->abort_reason = std::string(abort_reason);
+            if (auto core = socket->lease.lock()) aborts.push_back(std::move(core));
+          }
+          break;
+        case PoolState::RetireResult::kGone:
+          break;
       }
     }
-    DispatchLocked(&actions);  // Replacements for the closed ones (min_idle, waiters).
+    state_.Dispatch(absl::Now(), &decided);  // Replacements for the closed ones.
+    actions = TakeActionsLocked(std::move(decided));
   }
   LogEvent(LogLevel::kWarning, "retiring sockets",
            absl::StrCat(LogField("backend", opts->name), " ", LogField("reason", close_reason),
@@ -1147,8 +863,18 @@ void SocketPool::ReportCrlState(const TlsClientContext& context) {
 
 PoolStats SocketPool::Stats() const {
   MutexLock lock(&mu_);
-  PoolStats stats = counters_;
-  stats.waiters = static_cast<int>(waiters_.size());
+  PoolStats stats;
+  stats.max_sockets = state_.max_sockets();
+  stats.connecting = state_.connecting();
+  stats.idle = state_.idle();
+  stats.leased = state_.leased();
+  stats.waiters = state_.waiters();
+  stats.sockets_created = state_.sockets_created();
+  stats.handshakes_full = state_.handshakes_full();
+  stats.handshakes_resumed = state_.handshakes_resumed();
+  stats.leases_granted = state_.leases_granted();
+  stats.connect_failures = state_.connect_failures();
+  stats.last_failure = std::string(state_.last_failure().message());
   return stats;
 }
 
@@ -1156,27 +882,27 @@ std::vector<SocketSnapshot> SocketPool::Sockets() const {
   const std::shared_ptr<const BackendOptions> opts = options();
   std::vector<SocketSnapshot> out;
   MutexLock lock(&mu_);
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    const Slot& s = slots_[i];
-    if (s.state == SlotState::kEmpty) continue;
+  for (int n = 1; n <= state_.max_sockets(); ++n) {
+    const PoolState::SlotInfo& s = state_.slot(n);
+    if (s.state == PoolState::SlotState::kEmpty) continue;
     SocketSnapshot snap;
-    snap.slot = static_cast<int>(i) + 1;
+    snap.slot = n;
     snap.client_id = FormatClientId(opts->client_id, snap.slot);
-    snap.state = s.state == SlotState::kConnecting ? "connecting"
-                 : s.state == SlotState::kIdle     ? "idle"
-                                                   : "leased";
-    if (s.socket) {
-      snap.socket_id = s.socket->id;
-      snap.created_at = s.socket->created_at;
-      snap.leases_served = s.socket->leases_served;
-      snap.lease_id = s.socket->lease_id;
-      snap.lease_caller = s.socket->lease_caller;
-      snap.lease_started_at = s.socket->lease_started_at;
-      snap.bytes_sent = s.socket->tls->bytes_sent();
-      snap.bytes_received = s.socket->tls->bytes_received();
+    snap.state = s.state == PoolState::SlotState::kConnecting ? "connecting"
+                 : s.state == PoolState::SlotState::kIdle     ? "idle"
+                                                              : "leased";
+    if (const std::shared_ptr<PooledSocket>& socket = sockets_[n - 1]) {
+      snap.socket_id = socket->id;
+      snap.created_at = socket->created_at;
+      snap.leases_served = s.leases_served;
+      snap.lease_id = socket->lease_id;
+      snap.lease_caller = socket->lease_caller;
+      snap.lease_started_at = socket->lease_started_at;
+      snap.bytes_sent = socket->tls->bytes_sent();
+      snap.bytes_received = socket->tls->bytes_received();
       // Byte counters are monotonic counters read for display; the session info is the
       // pool's copy (the TlsSocket's own changes on its loop when OCSP is re-checked).
-      snap.tls = s.socket->info;
+      snap.tls = socket->info;
     }
     out.push_back(std::move(snap));
   }

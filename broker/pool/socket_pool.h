@@ -2,10 +2,10 @@
 #define BROKER_POOL_SOCKET_POOL_H_
 
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <asio/steady_timer.hpp>
@@ -20,6 +20,7 @@
 #include "broker/io/event_loops.h"
 #include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
+#include "broker/pool/pool_state.h"
 #include "broker/tls/peer_chain.h"
 #include "broker/pool/socket_budget.h"
 #include "broker/tls/tls_client_context.h"
@@ -40,7 +41,9 @@ struct PooledSocket {
   // What the backend presented at the handshake, for re-checks while pooled.
   std::shared_ptr<const PeerChain> peer_chain;
   // Retired (idle: closed; leased: at lease end) from this time on: expiry_margin before the
-  // earliest notAfter of the backend's chain.
+  // earliest notAfter of the backend's chain. The pool's PoolState keeps a copy and decides
+  // with it; its other bookkeeping (leases served, last release, retire reason) is kept there
+  // only.
   absl::Time retire_at = absl::InfiniteFuture();
   // The fields below are guarded by the owning pool's mutex.
   // The handshake's session info, with the OCSP fields kept current by re-checks (read by
@@ -51,16 +54,12 @@ struct PooledSocket {
   std::optional<absl::Time> ocsp_valid_until;
   absl::Time ocsp_recheck_at = absl::InfiniteFuture();
   bool ocsp_recheck_pending = false;
-  absl::Time last_released;
-  int leases_served = 0;
   std::string lease_id;  // Of the lease holding it now; empty when not leased.
   std::string lease_caller;     // Identity of the caller holding it now (admin listing).
   absl::Time lease_started_at;  // When that lease was granted.
   std::weak_ptr<LeaseCore> lease;  // The lease holding it now.
-  // Non-empty: the socket must not serve another lease; closed with this reason (a
-  // sockets_closed_total label) when its lease ends.
-  std::string retire_reason;
-  // Non-empty: the lease is aborted (not finished) with this failure reason.
+  // Non-empty: the lease is aborted (not finished) with this failure reason (set only when
+  // the pool retires a leased socket with LeasedPolicy::kAbortLease).
   std::string abort_reason;
 };
 
@@ -104,6 +103,9 @@ struct SocketSnapshot {
 // The sockets of one backend: at most max_sockets, in numbered slots whose client IDs never
 // change. Sockets connect and handshake on the I/O loops; callers wait in FIFO order with a
 // deadline; idle sockets are reused most-recently-used first so surplus sockets age out.
+//
+// The decisions (which caller gets which socket, when to open or close one, backoff, budget,
+// shutdown) are PoolState's; this class carries them out: sockets, TLS, timers, callbacks.
 //
 // Thread-safe. All state is behind mu_; no I/O and no caller callback runs under it.
 // Owned by std::shared_ptr (I/O handlers keep it alive). The EventLoops must outlive it.
@@ -189,55 +191,45 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
 
  private:
   friend class LeaseCore;
-  enum class SlotState { kEmpty, kConnecting, kIdle, kLeased };
-  struct Slot {
-    SlotState state = SlotState::kEmpty;
-    std::shared_ptr<PooledSocket> socket;
-    // Leased, and its lease has ended: the socket is on its way back (the clean check runs on
-    // its loop). Counted as supply so a caller arriving meanwhile waits for it instead of
-    // opening a new socket.
-    bool returning = false;
-  };
-  struct Waiter {
-    uint64_t ticket = 0;
-    int slot = 0;  // 0 = any.
-    absl::Time deadline;
-    absl::Time enqueued_at;
+  // A queued caller's side that the PoolState does not keep (it knows the ticket).
+  struct Pending {
+    AcquireCallback done;
     std::string caller;
     std::string trace_parent;
-    AcquireCallback done;
-    std::shared_ptr<asio::steady_timer> timer;
   };
-  // Work decided under the lock and done after it is released.
+  struct Grant {
+    PoolState::Waiter waiter;
+    Pending pending;
+    std::shared_ptr<PooledSocket> socket;
+  };
+  // The state's decisions with the callbacks and sockets they name, taken under the lock (so
+  // they still match the decision) and carried out after it is released.
   struct Actions {
-    std::vector<std::pair<Waiter, std::shared_ptr<PooledSocket>>> grants;
-    std::vector<std::pair<Waiter, absl::Status>> failures;
-    std::vector<int> connects;  // Slot numbers (1-based) to connect.
+    std::vector<std::pair<Pending, absl::Status>> failures;
     std::vector<std::pair<std::shared_ptr<PooledSocket>, std::string>> closes;
+    std::vector<int> connects;  // Slot numbers (1-based) to connect.
+    std::vector<Grant> grants;
+    bool sync_deadline_timer = false;
+    bool sync_retry_timer = false;
   };
+  enum class Timer { kDeadline, kRetry };
 
   SocketPool(const BackendOptions& options, EventLoops* loops,
              std::shared_ptr<const TlsClientContext> context,
              std::shared_ptr<BackendObserver> observer, std::shared_ptr<SocketBudget> budget);
 
   void Dispatch() ABSL_LOCKS_EXCLUDED(mu_);
-  void DispatchLocked(Actions* actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Looks up what `decided` names (callbacks, sockets), drops the sockets the state no longer
+  // holds, and reports the figures.
+  Actions TakeActionsLocked(PoolState::Actions decided) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run(Actions actions) ABSL_LOCKS_EXCLUDED(mu_);
-  // Marks an empty slot connecting and takes a budget token for it. 0 when every slot is in
-  // use; kNoBudget when a slot is free but the socket budget is used up.
-  int ReserveEmptySlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static constexpr int kNoBudget = -1;
-  // Takes a budget token for one more socket (always true without a budget).
-  bool TakeBudgetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives back the tokens of slots that became empty since the last call. Every path that
-  // empties a slot runs DispatchLocked, which calls this, so tokens follow the slots.
-  void ReconcileBudgetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status BudgetExhaustedLocked(const BackendOptions& opts) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveIdleLocked(int slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ArmWaiterTimerLocked(Waiter* waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleRetryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Aims the timer where the state wants it now (on timer_loop_).
+  void SyncTimer(Timer which) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnTimer(Timer which) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the socket is still the one in its slot.
+  bool HoldsLocked(const std::shared_ptr<PooledSocket>& socket) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void StartConnect(int slot);
   // Connects slot `slot` to the `index`th of opts' addresses; on failure tries the next one,
@@ -246,9 +238,8 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   // Tells the observer which addresses new sockets try.
   void ReportAddresses(const BackendOptions& options);
   void OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Status status);
-  void Activate(Waiter waiter, std::shared_ptr<PooledSocket> socket);
+  void Activate(Grant grant);
   void OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status);
-  void OnWaiterDeadline(uint64_t ticket);
   void Sweep();
   void ScheduleSweep();
   // OCSP re-checks of pooled sockets (socket_pool_ocsp.cc). ArmOcspRecheckLocked sets the
@@ -294,24 +285,17 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   absl::Time next_file_check_ ABSL_GUARDED_BY(watch_mu_) = absl::InfinitePast();
   bool crl_stale_reported_ ABSL_GUARDED_BY(watch_mu_) = false;
   const std::shared_ptr<SocketBudget> budget_;  // May be null.
-  asio::io_context& timer_loop_;  // Runs the sweep and retry timers.
+  asio::io_context& timer_loop_;  // Runs the sweep, retry and deadline timers.
   asio::steady_timer sweep_timer_;
-  asio::steady_timer retry_timer_;
+  asio::steady_timer retry_timer_;     // The backoff's end (PoolState::retry_timer_at).
+  asio::steady_timer deadline_timer_;  // The earliest waiter deadline.
 
   mutable Mutex mu_;
-  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
-  std::vector<int> idle_ ABSL_GUARDED_BY(mu_);  // Slot numbers; most recently used last.
-  std::list<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool retry_scheduled_ ABSL_GUARDED_BY(mu_) = false;
-  int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time backoff_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Status last_failure_ ABSL_GUARDED_BY(mu_);
-  PoolStats counters_ ABSL_GUARDED_BY(mu_);
-  // Budget tokens this pool holds: one per non-empty slot, once reconciled.
-  int budget_held_ ABSL_GUARDED_BY(mu_) = 0;
+  // After budget_: gives its tokens back when the pool goes.
+  PoolState state_ ABSL_GUARDED_BY(mu_);
+  // By slot: the socket of an idle or leased slot, null otherwise.
+  std::vector<std::shared_ptr<PooledSocket>> sockets_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // By ticket.
 };
 
 }  // namespace tlsbroker

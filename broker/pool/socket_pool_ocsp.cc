@@ -66,12 +66,11 @@ void SocketPool::ArmOcspRecheckLocked(PooledSocket* socket, const BackendOptions
 std::vector<std::shared_ptr<PooledSocket>> SocketPool::TakeDueOcspRechecksLocked(
     absl::Time now) {
   std::vector<std::shared_ptr<PooledSocket>> due;
-  for (Slot& s : slots_) {
-    if (!s.socket || (s.state != SlotState::kIdle && s.state != SlotState::kLeased)) continue;
-    PooledSocket& socket = *s.socket;
-    if (socket.ocsp_recheck_pending || now < socket.ocsp_recheck_at) continue;
-    socket.ocsp_recheck_pending = true;
-    due.push_back(s.socket);
+  for (const std::shared_ptr<PooledSocket>& socket : sockets_) {  // The open ones.
+    if (socket == nullptr) continue;
+    if (socket->ocsp_recheck_pending || now < socket->ocsp_recheck_at) continue;
+    socket->ocsp_recheck_pending = true;
+    due.push_back(socket);
   }
   return due;
 }
