@@ -201,7 +201,9 @@ class PoolState final {
   uint64_t handshakes_resumed() const { return handshakes_resumed_; }
   uint64_t leases_granted() const { return leases_granted_; }
   uint64_t connect_failures() const { return connect_failures_; }
-  // Where the timers are now (InfiniteFuture: not armed). A caller that carries out timer
+  // Where the timers are now (InfiniteFuture: not armed). The deadline timer is never later than
+  // the earliest waiter's deadline, but may be earlier (it is not moved later when that waiter
+  // leaves; it fires and is aimed again). A caller that carries out timer
   // actions on another thread reads these when it gets there, so actions carried out out of
   // order still leave the timer where the state wants it.
   absl::Time deadline_timer_at() const { return deadline_armed_; }
