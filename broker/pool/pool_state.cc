@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "broker/common/status_reason.h"
 
 namespace tlsbroker {
 
@@ -96,8 +97,8 @@ absl::Status PoolState::BudgetExhausted() const {
 }
 
 absl::Status PoolState::Draining() const {
-  return absl::UnavailableError(
-      absl::StrCat("draining: backend ", backend_, " is not taking new leases"));
+  return ReasonedError(absl::StatusCode::kUnavailable, "draining",
+                       absl::StrCat("backend ", backend_, " is not taking new leases"));
 }
 
 absl::Duration PoolState::Jittered(absl::Duration d) {
@@ -485,7 +486,10 @@ void PoolState::Dispatch(absl::Time now, Actions* actions) {
       }
     }
     if (started_) {
-      while (idle() + connecting - unserved_any < options_.min_idle) {
+      // Sockets on their way back count here too: each will serve a waiter or be idle. Without
+      // them, a caller arriving while the last socket comes back (min_idle 0 included) made the
+      // pool open another one, which could then win the race and serve it on a new socket.
+      while (idle() + connecting + returning - unserved_any < options_.min_idle) {
         int n = ReserveEmptySlot();
         if (n <= 0) break;
         ++connecting;

@@ -408,6 +408,24 @@ TEST_F(PoolStateTest, ReturningSocketIsSupplyForTheNextCaller) {
   EXPECT_EQ(a.grants[0].socket, g.socket);
 }
 
+// The same in a started pool (min_idle 0): the prewarm must count the returning socket too, or
+// it opens a second one that may win the race and serve the caller on a new socket (seen as a
+// Lease stream's socket not reused by the next Call).
+TEST_F(PoolStateTest, StartedPoolDoesNotPrewarmPastAReturningSocket) {
+  Make(Options(2));
+  state().Start(now_, &a_);
+  Take();
+  PoolState::Grant g = Lend();
+  state().OnLeaseStarted(g.slot, g.socket);
+  state().NoteReturning(g.slot, g.socket);
+  const uint64_t next = Acquire();
+  EXPECT_THAT(Take().connects, IsEmpty());
+  state().OnReturned(g.slot, g.socket, true, "", now_, &a_);
+  Actions a = Take();
+  EXPECT_THAT(Tickets(a.grants), ElementsAre(next));
+  EXPECT_THAT(a.connects, IsEmpty());
+}
+
 // Without the returning mark the same caller makes the pool open a second socket.
 TEST_F(PoolStateTest, LeasedSocketNotReturningIsNoSupply) {
   Make(Options(2));
