@@ -2,7 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "broker/tls/failure_reason.h"
+#include "broker/common/status_reason.h"
 #include "tlsbroker/v1/broker.pb.h"
 
 namespace tlsbroker {
@@ -13,40 +13,11 @@ std::string ReasonFor(const absl::Status& status) {
   return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
 }
 
-namespace {
-
-// Grouped as docs/errors.md groups them.
-constexpr absl::string_view kKnownReasons[] = {
-    // The broker or the backend is drained (UNAVAILABLE; nothing was sent).
-    "draining",
-    // Reaching the backend (UNAVAILABLE; nothing was sent).
-    "connect_refused", "connect_timeout", "connect_failed", "resolve_failed",
-    "handshake_timeout", "handshake_failed", "protocol_version", "no_shared_cipher",
-    "peer_rejected_certificate",
-    // The backend's certificate (UNAVAILABLE; nothing was sent).
-    "unknown_ca", "expired", "not_yet_valid", "bad_certificate", "hostname_mismatch",
-    "peer_name_mismatch", "san_mismatch", "issuer_mismatch", "spki_pin_mismatch",
-    "certificate_revoked", "crl_stale", "crl_unavailable", "ocsp_unknown", "ocsp_invalid",
-    "ocsp_unreachable",
-    // The exchange with the backend.
-    "outcome_unknown", "backend_closed", "write_failed", "read_failed", "frame_too_large",
-    "bad_frame", "extra_response", "unread_bytes",
-};
-
-bool IsKnownReason(absl::string_view reason) {
-  for (absl::string_view known : kKnownReasons) {
-    if (known == reason) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
-absl::Span<const absl::string_view> KnownReasons() { return kKnownReasons; }
+absl::Span<const absl::string_view> KnownReasons() { return kReasons; }
 
 std::string ApiReason(const absl::Status& status, absl::string_view reason) {
   std::string why = reason.empty() ? ReasonFor(status) : std::string(reason);
-  if (!IsKnownReason(why)) why = absl::StatusCodeToString(status.code());
+  if (!IsReason(why)) why = absl::StatusCodeToString(status.code());
   return absl::AsciiStrToUpper(why);
 }
 
@@ -76,16 +47,19 @@ grpc::Status FinishStatus(grpc::ServerContextBase* context, const absl::Status& 
 }
 
 absl::Status OutcomeUnknown(const absl::Status& cause) {
-  return absl::AbortedError(absl::StrCat(
-      "outcome_unknown: the request may have reached the backend before this failure (",
-      cause.message(), "); do not resend blindly"));
+  return ReasonedError(absl::StatusCode::kAborted, "outcome_unknown",
+                       absl::StrCat("the request may have reached the backend before this "
+                                    "failure (",
+                                    cause.message(), "); do not resend blindly"));
 }
 
 absl::Status CallTimedOut(absl::string_view backend, absl::Duration call_timeout) {
-  return absl::DeadlineExceededError(absl::StrCat(
-      "outcome_unknown: backend ", backend, " sent no response within pool.call_timeout ",
-      absl::FormatDuration(call_timeout),
-      "; the request may have reached it, so do not resend blindly"));
+  return ReasonedError(absl::StatusCode::kDeadlineExceeded, "outcome_unknown",
+                       absl::StrCat("backend ", backend,
+                                    " sent no response within pool.call_timeout ",
+                                    absl::FormatDuration(call_timeout),
+                                    "; the request may have reached it, so do not resend "
+                                    "blindly"));
 }
 
 }  // namespace tlsbroker

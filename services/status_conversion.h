@@ -24,17 +24,16 @@ inline constexpr char kReasonMetadataKey[] = "tlsbroker-reason";
 // ErrorInfo.domain: DNS-style, as AIP-193 asks, so it cannot clash with another service's.
 inline constexpr char kErrorDomain[] = "tlsbroker.dev";
 
-// The reason of `status`: the "<reason>: " prefix the core puts on its messages, else one
-// derived from the code ("deadline_exceeded", "not_found", ...).
+// The reason of `status`: the one the core attached (status_reason.h), else one derived from
+// the code ("deadline_exceeded", "not_found", ...).
 std::string ReasonFor(const absl::Status& status);
 
 // The reason as callers see it, in UPPER_SNAKE: ReasonFor (or `reason` when non-empty) when it
 // is one of KnownReasons(), otherwise the name of the status code. So the API's set of reasons
-// is closed and documented: a new "<reason>: " prefix in the core does not reach callers until
-// it is added to the table (and docs/errors.md, which a test checks against it).
+// is closed and documented (docs/errors.md, which a test checks against the table).
 std::string ApiReason(const absl::Status& status, absl::string_view reason = "");
 
-// Every specific reason the API can carry (lower_snake, as in the core's messages).
+// Every specific reason the API can carry (lower_snake): the core's table, kReasons.
 absl::Span<const absl::string_view> KnownReasons();
 
 // The gRPC status with details (RpcStatus + ErrorInfo{ApiReason, kErrorDomain, metadata}).

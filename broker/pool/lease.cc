@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "broker/common/log.h"
+#include "broker/common/status_reason.h"
 #include "broker/pool/lease_core.h"
 
 namespace tlsbroker {
@@ -278,13 +279,16 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       if (consumed.status().code() == absl::StatusCode::kOutOfRange) {
         // A well-formed answer, just larger than this backend may send: the caller learns the
         // limit, not "bad frame".
-        self->Deliver(std::move(done), absl::ResourceExhaustedError(absl::StrCat(
-            "frame_too_large: the backend's response frame is too large: ",
-            consumed.status().message())));
+        self->Deliver(std::move(done),
+                      ReasonedError(absl::StatusCode::kResourceExhausted, "frame_too_large",
+                                    absl::StrCat("the backend's response frame is too large: ",
+                                                 consumed.status().message())));
         return;
       }
-      self->Deliver(std::move(done), absl::UnavailableError(absl::StrCat(
-          "bad_frame: the backend sent a bad frame: ", consumed.status().message())));
+      self->Deliver(std::move(done),
+                    ReasonedError(absl::StatusCode::kUnavailable, "bad_frame",
+                                  absl::StrCat("the backend sent a bad frame: ",
+                                               consumed.status().message())));
       return;
     }
     acc.append(data->data(), *consumed);

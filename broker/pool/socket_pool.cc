@@ -311,9 +311,8 @@ void SocketPool::ConnectTo(int slot, std::shared_ptr<const BackendOptions> opts,
           self->observer_->OnConnectAttempt(address, status.ok());
           if (!status.ok() && count > 1) {
             // Which address failed, for the log line and last_failure.
-            status = absl::Status(status.code(), absl::StrCat(status.message(), " (address ",
-                                                              address, ", ", index + 1, " of ",
-                                                              count, ")"));
+            status = WithMessage(status, absl::StrCat(status.message(), " (address ", address,
+                                                       ", ", index + 1, " of ", count, ")"));
           }
           if (!status.ok() && index + 1 < count) {
             // The next address at once; the backoff applies once every address failed.

@@ -77,18 +77,7 @@ std::string HandshakeFailureReason(SSL* ssl) {
 }
 
 absl::Status TlsFailure(absl::string_view reason, absl::string_view detail) {
-  return absl::UnavailableError(absl::StrCat(reason, ": ", detail));
-}
-
-std::string ReasonOf(const absl::Status& status) {
-  absl::string_view msg = status.message();
-  size_t colon = msg.find(':');
-  if (colon == absl::string_view::npos) return "";
-  absl::string_view head = msg.substr(0, colon);
-  for (char c : head) {
-    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return "";
-  }
-  return std::string(head);
+  return ReasonedError(absl::StatusCode::kUnavailable, reason, detail);
 }
 
 }  // namespace tlsbroker

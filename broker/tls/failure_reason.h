@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "broker/common/status_reason.h"
 
 typedef struct ssl_st SSL;
 
@@ -22,12 +23,9 @@ absl::string_view ReasonForVerifyError(long verify_error);
 // the context, alerts from the peer). Reads but does not clear the OpenSSL error queue.
 std::string HandshakeFailureReason(SSL* ssl);
 
-// Builds the status the pool reports for a failed connect or handshake:
-// kUnavailable with message "<reason>: <detail>". ReasonOf() recovers the reason.
+// Builds the status the pool reports for a failed connect or handshake: kUnavailable with
+// message "<reason>: <detail>" and the reason attached (ReasonOf in status_reason.h reads it).
 absl::Status TlsFailure(absl::string_view reason, absl::string_view detail);
-
-// The reason label of a status made by TlsFailure (or any "<reason>: ..." message); "" if none.
-std::string ReasonOf(const absl::Status& status);
 
 }  // namespace tlsbroker
 

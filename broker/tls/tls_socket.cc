@@ -457,8 +457,9 @@ void TlsSocket::DoWrite() {
       return;
     }
     std::string detail = DrainOpenSslErrors();
-    DeliverWrite(absl::UnavailableError(absl::StrCat(
-        "write_failed: writing to the backend failed", detail.empty() ? "" : ": ", detail)));
+    DeliverWrite(ReasonedError(absl::StatusCode::kUnavailable, "write_failed",
+                               absl::StrCat("writing to the backend failed",
+                                            detail.empty() ? "" : ": ", detail)));
   }
 }
 
@@ -488,20 +489,21 @@ void TlsSocket::DeliverRead(absl::StatusOr<std::string> result) {
 
 absl::Status TlsSocket::ReadFailure(int ssl_error) {
   if (ssl_error == SSL_ERROR_ZERO_RETURN) {
-    return absl::UnavailableError("backend_closed: the backend closed the connection");
+    return ReasonedError(absl::StatusCode::kUnavailable, "backend_closed",
+                         "the backend closed the connection");
   }
   if (ClosedWithoutNotify(ssl_error)) {
     DrainOpenSslErrors();
-    return absl::UnavailableError(
-        "backend_closed: the backend closed the connection without close_notify");
+    return ReasonedError(absl::StatusCode::kUnavailable, "backend_closed",
+                         "the backend closed the connection without close_notify");
   }
   // The reason first: it reads the error queue (e.g. a TLS 1.3 alert rejecting our client
   // certificate, which arrives at the first read), and draining empties it.
   std::string reason = HandshakeFailureReason(ssl_.get());
   if (reason == "handshake_failed") reason = "read_failed";
   std::string detail = DrainOpenSslErrors();
-  return absl::UnavailableError(
-      absl::StrCat(reason, ": reading from the backend failed: ", detail));
+  return ReasonedError(absl::StatusCode::kUnavailable, reason,
+                       absl::StrCat("reading from the backend failed: ", detail));
 }
 
 void TlsSocket::DoRead() {
@@ -605,15 +607,21 @@ void TlsSocket::StopIdleWatch() {
 }
 
 absl::Status TlsSocket::CheckNothingUnread() {
-  if (closed_ || !ssl_) return absl::UnavailableError("backend_closed: socket closed");
+  if (closed_ || !ssl_) {
+    return ReasonedError(absl::StatusCode::kUnavailable, "backend_closed", "socket closed");
+  }
   if (SSL_pending(ssl_.get()) > 0) {
-    return absl::FailedPreconditionError("unread_bytes: application bytes left unread");
+    return ReasonedError(absl::StatusCode::kFailedPrecondition, "unread_bytes",
+                         "application bytes left unread");
   }
   char byte;
   ERR_clear_error();
   // SSL_peek processes records (tickets, key updates, alerts) without consuming app data.
   int n = SSL_peek(ssl_.get(), &byte, 1);
-  if (n > 0) return absl::FailedPreconditionError("unread_bytes: application bytes left unread");
+  if (n > 0) {
+    return ReasonedError(absl::StatusCode::kFailedPrecondition, "unread_bytes",
+                         "application bytes left unread");
+  }
   int err = SSL_get_error(ssl_.get(), n);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
   return ReadFailure(err);

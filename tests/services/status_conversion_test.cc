@@ -10,6 +10,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "broker/common/status_reason.h"
 #include "tlsbroker/v1/broker.pb.h"
 
 namespace tlsbroker {
@@ -25,8 +26,9 @@ v1::ErrorInfo ErrorInfoOf(const grpc::Status& status) {
 }
 
 TEST(StatusConversionTest, AKnownCoreReasonReachesTheCallerInUpperSnake) {
-  grpc::Status status =
-      ToGrpcStatus(absl::UnavailableError("certificate_revoked: serial 1F is revoked"), "", "ims");
+  grpc::Status status = ToGrpcStatus(
+      ReasonedError(absl::StatusCode::kUnavailable, "certificate_revoked", "serial 1F is revoked"),
+      "", "ims");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   v1::ErrorInfo info = ErrorInfoOf(status);
   EXPECT_EQ(info.reason(), "CERTIFICATE_REVOKED");
@@ -34,11 +36,14 @@ TEST(StatusConversionTest, AKnownCoreReasonReachesTheCallerInUpperSnake) {
   EXPECT_EQ(info.metadata().at("backend"), "ims");
 }
 
-TEST(StatusConversionTest, AnUnlistedPrefixFallsBackToTheCodeName) {
+TEST(StatusConversionTest, WithoutAnAttachedReasonTheCodeNameIsTheReason) {
   // Config checks prefix their messages with the field ("peer_name: ..."); that is not a reason
   // a caller can act on, so the API says INVALID_ARGUMENT.
   EXPECT_EQ(ApiReason(absl::InvalidArgumentError("peer_name: bad pattern")), "INVALID_ARGUMENT");
   EXPECT_EQ(ApiReason(absl::NotFoundError("unknown backend \"x\"")), "NOT_FOUND");
+  // The message text is for people: a message that happens to start like a reason is not one.
+  EXPECT_EQ(ApiReason(absl::UnavailableError("certificate_revoked: but not attached")),
+            "UNAVAILABLE");
 }
 
 TEST(StatusConversionTest, AnExplicitReasonOverridesTheMessage) {
