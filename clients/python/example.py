@@ -65,10 +65,10 @@ def main():
                 print(f"lease: response {body.decode(errors='replace')!r}")
             print(f"lease: released, client ID {lease.client_id}")
         except BrokerError as error:
+            unknown = " (outcome unknown: resend only if idempotent)" \
+                if error.outcome_unknown else ""
             print(f"error: {error.code.name} reason {error.reason} "
-                  f"retryable {'yes' if error.retryable else 'no'}"
-                  f"{' (outcome unknown: resend only if idempotent)' if error.outcome_unknown else ''}"
-                  f": {error.message}")
+                  f"retryable {'yes' if error.retryable else 'no'}{unknown}: {error.message}")
             return 1
     return 0
 

@@ -12,10 +12,11 @@
 
 A failed RPC raises BrokerError with the gRPC code, the broker's reason (the
 "tlsbroker-reason" trailer, else the ErrorInfo in the status details), the ErrorInfo's
-metadata and `retryable`, which follows the retry rules of docs/errors.md.
+metadata, and `retryable` and `outcome_unknown`, which follow the retry rules of
+docs/clients.md (after docs/errors.md).
 
 The gRPC stubs are generated from proto/tlsbroker/v1/broker.proto with Debian's protoc and
-grpc_python_plugin (packages protobuf-compiler and python3-grpc-tools), into a temporary
+grpc_python_plugin (packages protobuf-compiler and protobuf-compiler-grpc), into a temporary
 directory at first use; or ahead of time with
 
     python3 clients/python/tlsbroker_client.py generate-stubs OUT_DIR
@@ -56,7 +57,9 @@ def generate_stubs(out_dir, proto_dir=DEFAULT_PROTO_DIR):
     # Debian's protoc by path: the generated code must match Debian's python3-protobuf, and
     # another protoc may come first on PATH.
     protoc = "/usr/bin/protoc" if os.path.exists("/usr/bin/protoc") else "protoc"
-    plugin = shutil.which("grpc_python_plugin") or "/usr/bin/grpc_python_plugin"
+    plugin = "/usr/bin/grpc_python_plugin"
+    if not os.path.exists(plugin):
+        plugin = shutil.which("grpc_python_plugin") or plugin
     subprocess.run(
         [protoc, "-I", proto_dir, f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
          f"--plugin=protoc-gen-grpc_python={plugin}", PROTO_FILE],

@@ -4,7 +4,8 @@
 # exactly as docs/clients.md tells a newcomer to; `node_install` runs `npm ci` on a copy of
 # clients/node's pinned package.json and package-lock.json in the build tree; each case then runs
 # an example and checks its output; `stop` ends what the demo left running.
-#   clients_test.sh CASE SOURCE_DIR WORK_DIR TLSBROKER_BIN TLSB_BACKEND_BIN TLSB_LOAD_BIN TLSBROKERCTL_BIN
+#   clients_test.sh CASE SOURCE_DIR WORK_DIR TLSBROKER_BIN TLSB_BACKEND_BIN TLSB_LOAD_BIN \
+#                   TLSBROKERCTL_BIN
 # CASE: start | stop | node_install | python_example | python_example_unknown_backend |
 #       python_module | node_example | node_example_unknown_backend
 # DEMO_PKI (optional): an existing test PKI.
@@ -31,7 +32,8 @@ if [ "$case_name" = node_install ]; then
   mkdir -p "$node_dir"
   stamp=$(cat "$src/clients/node/package.json" "$src/clients/node/package-lock.json" |
           openssl dgst -sha256 -r | cut -d' ' -f1)
-  if [ "$(cat "$node_dir/.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -d "$node_dir/node_modules" ]; then
+  if [ "$(cat "$node_dir/.stamp" 2>/dev/null)" != "$stamp" ] ||
+     [ ! -d "$node_dir/node_modules" ]; then
     rm -rf "$node_dir/node_modules" "$node_dir/.stamp"
     cp "$src/clients/node/package.json" "$src/clients/node/package-lock.json" "$node_dir/"
     (cd "$node_dir" && npm_config_cache="$work/npm-cache" timeout 240 npm ci --prefer-offline \
