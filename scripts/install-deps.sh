@@ -33,8 +33,9 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# The chart and manifest checks fetch pinned test tools with npm. Use the machine's Node.js when
-# it has one; otherwise Debian's.
+# The chart and manifest checks fetch pinned test tools with npm, and the clients tests run the
+# Node.js example (clients/node) with its pinned npm packages. Use the machine's Node.js when it
+# has one; otherwise Debian's.
 if [ "${INSTALL_DEPS_SET:-all}" != demo ] && ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi

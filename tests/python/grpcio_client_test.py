@@ -5,8 +5,10 @@
 
 Uses the test PKI in $TLSB_TEST_PKI_DIR/ec (made by tests/support/make_test_pki.sh). Starts
 three tlsb-test-backend processes (framed mode) and a tlsbroker in front of them, all on
-127.0.0.1 with ports chosen by the kernel, generates the Python stubs from broker.proto with protoc, runs the
-tests, and stops every process at the end (SIGTERM for the broker, which must exit 0).
+127.0.0.1 with ports chosen by the kernel, generates the Python stubs from broker.proto with
+protoc (clients/python/tlsbroker_client.py's helper; the tests use the raw stubs, not that
+client), runs the tests, and stops every process at the end (SIGTERM for the broker, which must
+exit 0).
 
 Run it with Debian's /usr/bin/python3: its python3-grpcio and python3-protobuf match the
 protoc that generates the stubs here.
@@ -35,6 +37,11 @@ except ImportError as e:
         f"grpcio_client_test: cannot import {e.name!r} with {sys.executable}: install Debian's "
         "python3-grpcio and python3-protobuf (scripts/install-deps.sh installs them)\n")
     sys.exit(2)
+
+# The stub generation of the project's Python client (clients/python/tlsbroker_client.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "clients", "python"))
+import tlsbroker_client  # noqa: E402
 
 ALLOWED_CALLER = "spiffe://example.org/ns/payments/sa/app1"
 OTHER_CALLER = "spiffe://example.org/ns/payments/sa/app2"
@@ -176,25 +183,6 @@ class Broker(Process):
             return None
 
 
-def generate_stubs(out_dir):
-    """Runs Debian's protoc with the grpc_python_plugin; returns the two generated modules."""
-    os.makedirs(out_dir)
-    # Debian's protoc by path: the generated code must match Debian's python3-protobuf, and
-    # another protoc may come first on PATH.
-    protoc = "/usr/bin/protoc" if os.path.exists("/usr/bin/protoc") else "protoc"
-    subprocess.run(
-        [protoc, "-I", ARGS.proto_dir, f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
-         "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-         "tlsbroker/v1/broker.proto"],
-        check=True, timeout=60)
-    # Regular packages, so no other "tlsbroker" directory on sys.path can merge into them.
-    for package in ("tlsbroker", "tlsbroker/v1"):
-        open(os.path.join(out_dir, package, "__init__.py"), "a").close()
-    sys.path.insert(0, out_dir)
-    from tlsbroker.v1 import broker_pb2, broker_pb2_grpc  # noqa: E402
-    return broker_pb2, broker_pb2_grpc
-
-
 def write_config(path, pki, framed_port, reuse_port, owed_port):
     def backend(name, port, min_idle, max_sockets, prefix):
         return f"""
@@ -249,7 +237,8 @@ class Env:
             raise RuntimeError("TLSB_TEST_PKI_DIR is not set (ctest sets it; see "
                                "tests/support/make_test_pki.sh)")
         self.pki = os.path.join(pki_root, "ec")
-        self.pb2, self.pb2_grpc = generate_stubs(os.path.join(self.tmp, "stubs"))
+        self.pb2, self.pb2_grpc = tlsbroker_client.load_stubs(os.path.join(self.tmp, "stubs"),
+                                                              ARGS.proto_dir)
         self.framed = Backend("framed backend", self.pki)
         self.reuse = Backend("reuse backend", self.pki)
         self.owed = Backend("owed backend", self.pki)
