@@ -21,7 +21,9 @@ v1::ErrorInfo ErrorInfoOf(const grpc::Status& status) {
   EXPECT_TRUE(details.ParseFromString(status.error_details()));
   v1::ErrorInfo info;
   EXPECT_EQ(details.details_size(), 1);
-  if (details.details_size() == 1) EXPECT_TRUE(info.ParseFromString(details.details(0).value()));
+  if (details.details_size() == 1) {
+    EXPECT_TRUE(info.ParseFromString(details.details(0).value()));
+  }
   return info;
 }
 
