@@ -473,7 +473,7 @@ void SocketPool::Activate(Grant grant) {
   info.wait = absl::Now() - grant.waiter.enqueued_at;
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
-  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info),
+  auto core = LeaseCore::Create(shared_from_this(), opts, observer_, socket, std::move(info),
                                 grant.pending.caller, grant.pending.trace_parent);
   bool abort_now = false;
   std::string abort_reason;

@@ -20,7 +20,9 @@
 #include "broker/io/event_loops.h"
 #include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
+#include "broker/pool/lease_owner.h"
 #include "broker/pool/pool_state.h"
+#include "broker/pool/pooled_socket.h"
 #include "broker/tls/peer_chain.h"
 #include "broker/pool/socket_budget.h"
 #include "broker/tls/tls_client_context.h"
@@ -28,40 +30,6 @@
 #include "broker/tls/tls_socket.h"
 
 namespace tlsbroker {
-
-class LeaseCore;
-
-// One pooled connection: its slot (and so its client ID) and its TLS socket.
-struct PooledSocket {
-  int slot = 0;  // 1-based.
-  std::string client_id;
-  uint64_t id = 0;
-  std::shared_ptr<TlsSocket> tls;
-  absl::Time created_at;
-  // What the backend presented at the handshake, for re-checks while pooled.
-  std::shared_ptr<const PeerChain> peer_chain;
-  // Retired (idle: closed; leased: at lease end) from this time on: expiry_margin before the
-  // earliest notAfter of the backend's chain. The pool's PoolState keeps a copy and decides
-  // with it; its other bookkeeping (leases served, last release, retire reason) is kept there
-  // only.
-  absl::Time retire_at = absl::InfiniteFuture();
-  // The fields below are guarded by the owning pool's mutex.
-  // The handshake's session info, with the OCSP fields kept current by re-checks (read by
-  // admin listings from any thread, so never the TlsSocket's own copy).
-  TlsSessionInfo info;
-  // OCSP re-check (see socket_pool_ocsp.cc): until when the current answer holds, when to
-  // re-check, and whether a re-check is under way.
-  std::optional<absl::Time> ocsp_valid_until;
-  absl::Time ocsp_recheck_at = absl::InfiniteFuture();
-  bool ocsp_recheck_pending = false;
-  std::string lease_id;  // Of the lease holding it now; empty when not leased.
-  std::string lease_caller;     // Identity of the caller holding it now (admin listing).
-  absl::Time lease_started_at;  // When that lease was granted.
-  std::weak_ptr<LeaseCore> lease;  // The lease holding it now.
-  // Non-empty: the lease is aborted (not finished) with this failure reason (set only when
-  // the pool retires a leased socket with LeasedPolicy::kAbortLease).
-  std::string abort_reason;
-};
 
 // What RetireIf does to a matching socket that is leased.
 enum class LeasedPolicy {
@@ -109,7 +77,8 @@ struct SocketSnapshot {
 //
 // Thread-safe. All state is behind mu_; no I/O and no caller callback runs under it.
 // Owned by std::shared_ptr (I/O handlers keep it alive). The EventLoops must outlive it.
-class SocketPool final : public std::enable_shared_from_this<SocketPool> {
+class SocketPool final : public std::enable_shared_from_this<SocketPool>,
+                         public LeaseOwner {
  public:
   using AcquireCallback = absl::AnyInvocable<void(absl::StatusOr<Lease>) &&>;
 
@@ -190,7 +159,6 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void CheckTlsFiles() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
 
  private:
-  friend class LeaseCore;
   // A queued caller's side that the PoolState does not keep (it knows the ticket).
   struct Pending {
     AcquireCallback done;
@@ -264,14 +232,13 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void ReportCrlState(const TlsClientContext& context) ABSL_LOCKS_EXCLUDED(watch_mu_);
   static void CloseOnLoop(std::shared_ptr<PooledSocket> socket);
 
-  // Called by LeaseCore on the socket's loop when a lease ends. `verdict` OK = reusable;
-  // otherwise its message says why not; `close_reason` is the metric label.
+  // LeaseOwner: how a lease hands its socket back.
   void ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl::Status verdict,
-                    absl::string_view close_reason);
-  // Called by LeaseCore on the caller's thread the moment a lease ends.
-  void NoteReturning(const std::shared_ptr<PooledSocket>& socket) ABSL_LOCKS_EXCLUDED(mu_);
-  // Called by LeaseCore when max_lease_duration reclaims a lease (socket already closed).
-  void ForgetSocket(const std::shared_ptr<PooledSocket>& socket);
+                    absl::string_view close_reason) override ABSL_LOCKS_EXCLUDED(mu_);
+  void NoteReturning(const std::shared_ptr<PooledSocket>& socket) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetSocket(const std::shared_ptr<PooledSocket>& socket) override
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   EventLoops* const loops_;
   // Swapped by Reconfigure; read through options() / tls_context(). A leaf lock.
