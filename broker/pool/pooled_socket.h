@@ -3,7 +3,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -29,14 +28,9 @@ struct PooledSocket {
   // only.
   absl::Time retire_at = absl::InfiniteFuture();
   // The fields below are guarded by the owning pool's mutex.
-  // The handshake's session info, with the OCSP fields kept current by re-checks (read by
-  // admin listings from any thread, so never the TlsSocket's own copy).
+  // The handshake's session info (read by admin listings from any thread, so never the
+  // TlsSocket's own copy; the listing shows the OCSP re-checks' answers from the TlsLifecycle).
   TlsSessionInfo info;
-  // OCSP re-check (see socket_pool_ocsp.cc): until when the current answer holds, when to
-  // re-check, and whether a re-check is under way.
-  std::optional<absl::Time> ocsp_valid_until;
-  absl::Time ocsp_recheck_at = absl::InfiniteFuture();
-  bool ocsp_recheck_pending = false;
   std::string lease_id;  // Of the lease holding it now; empty when not leased.
   std::string lease_caller;     // Identity of the caller holding it now (admin listing).
   absl::Time lease_started_at;  // When that lease was granted.
