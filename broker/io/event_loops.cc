@@ -22,6 +22,12 @@ EventLoops::EventLoops(int threads) {
     });
     loops_.push_back(std::move(loop));
   }
+  maintenance_ = std::make_unique<Loop>();
+  Loop* raw = maintenance_.get();
+  maintenance_->thread = std::thread([raw] {
+    pthread_setname_np(pthread_self(), "tlsb-maint");
+    raw->io.run();
+  });
 }
 
 EventLoops::~EventLoops() {
@@ -29,22 +35,22 @@ EventLoops::~EventLoops() {
   // references); twice, for the completions those closes queue.
   RunPending();
   RunPending();
-  for (auto& loop : loops_) {
-    loop->work.reset();
-    loop->io.stop();
-  }
-  for (auto& loop : loops_) {
-    if (loop->thread.joinable()) loop->thread.join();
-  }
-  for (auto& loop : loops_) loop->io.DestroyQueuedHandlers();
+  ForEachLoop([](Loop& loop) {
+    loop.work.reset();
+    loop.io.stop();
+  });
+  ForEachLoop([](Loop& loop) {
+    if (loop.thread.joinable()) loop.thread.join();
+  });
+  ForEachLoop([](Loop& loop) { loop.io.DestroyQueuedHandlers(); });
 }
 
 void EventLoops::RunPending() {
-  for (auto& loop : loops_) {
+  ForEachLoop([](Loop& loop) {
     std::promise<void> done;
-    asio::post(loop->io, [&done] { done.set_value(); });
+    asio::post(loop.io, [&done] { done.set_value(); });
     done.get_future().wait();
-  }
+  });
 }
 
 asio::io_context& EventLoops::Next() {

@@ -28,6 +28,11 @@ class EventLoops final {
   asio::io_context& Next();
   int size() const { return static_cast<int>(loops_.size()); }
 
+  // One more loop, on its own thread, that Next() never hands out, so it carries no socket:
+  // for background work that must not delay traffic (each backend's TlsLifecycle ticks here:
+  // TLS file checks, CRL parsing, context builds, OCSP re-check scheduling).
+  asio::io_context& maintenance() { return maintenance_->io; }
+
   // Returns once every task posted to any loop before the call has run (e.g. socket closes
   // that must send close_notify before the loops stop). Must not be called from a loop thread.
   void RunPending();
@@ -46,7 +51,15 @@ class EventLoops final {
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::thread thread;
   };
+  // Runs `fn` on every loop: the socket loops, then the maintenance loop.
+  template <typename Fn>
+  void ForEachLoop(Fn fn) {
+    for (auto& loop : loops_) fn(*loop);
+    fn(*maintenance_);
+  }
+
   std::vector<std::unique_ptr<Loop>> loops_;
+  std::unique_ptr<Loop> maintenance_;
   std::atomic<unsigned> next_{0};
 };
 

@@ -63,21 +63,27 @@ void Lease::Release() {
 
 // ---- LeaseCore ----
 
-std::shared_ptr<LeaseCore> LeaseCore::Create(std::shared_ptr<SocketPool> pool,
+std::shared_ptr<LeaseCore> LeaseCore::Create(std::shared_ptr<LeaseOwner> pool,
+                                             std::shared_ptr<const BackendOptions> options,
+                                             std::shared_ptr<BackendObserver> observer,
                                              std::shared_ptr<PooledSocket> socket, LeaseInfo info,
                                              std::string caller, std::string trace_parent) {
   info.lease_id = NewLeaseId();
-  std::shared_ptr<LeaseCore> core(new LeaseCore(std::move(pool), std::move(socket),
-                                                std::move(info), std::move(caller),
-                                                std::move(trace_parent)));
+  std::shared_ptr<LeaseCore> core(new LeaseCore(
+      std::move(pool), std::move(options), std::move(observer), std::move(socket),
+      std::move(info), std::move(caller), std::move(trace_parent)));
   core->StartMaxDurationTimer();
   return core;
 }
 
-LeaseCore::LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
-                     LeaseInfo info, std::string caller, std::string trace_parent)
+LeaseCore::LeaseCore(std::shared_ptr<LeaseOwner> pool,
+                     std::shared_ptr<const BackendOptions> options,
+                     std::shared_ptr<BackendObserver> observer,
+                     std::shared_ptr<PooledSocket> socket, LeaseInfo info, std::string caller,
+                     std::string trace_parent)
     : pool_(std::move(pool)),
-      options_(pool_->options()),
+      options_(std::move(options)),
+      observer_(std::move(observer)),
       socket_(std::move(socket)),
       info_(std::move(info)),
       caller_(std::move(caller)),
@@ -122,8 +128,8 @@ void LeaseCore::Reclaim() {
                         LogField("client_id", info_.client_id), " ",
                         LogField("lease_id", info_.lease_id), " ", LogField("caller", caller_)));
   socket_->tls->Close();
-  pool_->observer_->OnSocketClosed("broken");
-  pool_->observer_->OnLeaseEnded("reclaimed", absl::Now() - granted_at_);
+  observer_->OnSocketClosed("broken");
+  observer_->OnLeaseEnded("reclaimed", absl::Now() - granted_at_);
   pool_->ForgetSocket(socket_);
 }
 
@@ -162,7 +168,7 @@ void LeaseCore::Write(std::string bytes, Lease::StatusCallback done) {
       self->write_in_flight_ = false;
       if (status.ok()) {
         self->bytes_sent_ += size;
-        self->pool_->observer_->OnBytes("sent", size);
+        self->observer_->OnBytes("sent", size);
         self->CountForRekey(size);
       } else {
         self->BreakOnLoop(std::string(status.message()), /*io_error=*/true);
@@ -203,7 +209,7 @@ void LeaseCore::Read(size_t max_bytes, Lease::ReadCallback done) {
         return;
       }
       self->bytes_received_ += data->size();
-      self->pool_->observer_->OnBytes("received", data->size());
+      self->observer_->OnBytes("received", data->size());
       self->CountForRekey(data->size());
       if (self->response_decoder_) {
         auto consumed = self->response_decoder_->ConsumeAll(*data);
@@ -270,7 +276,7 @@ void LeaseCore::ContinueReadFrame(std::string acc, Lease::ReadCallback done) {
       return;
     }
     self->bytes_received_ += data->size();
-    self->pool_->observer_->OnBytes("received", data->size());
+    self->observer_->OnBytes("received", data->size());
     self->CountForRekey(data->size());
     auto consumed = self->response_decoder_->Consume(*data);
     if (!consumed.ok()) {
@@ -423,7 +429,7 @@ void LeaseCore::Release() {
       }
     }
     const absl::Duration held = absl::Now() - self->granted_at_;
-    self->pool_->observer_->OnLeaseEnded(verdict.ok() ? "clean" : "broken", held);
+    self->observer_->OnLeaseEnded(verdict.ok() ? "clean" : "broken", held);
     // One audit record per lease. Counts are typed fields: numbers, not strings, in JSON logs.
     std::vector<LogValue> fields = {
         LogValue::Str("backend", self->info_.backend),

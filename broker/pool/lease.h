@@ -12,7 +12,6 @@
 
 namespace tlsbroker {
 
-class SocketPool;
 struct PooledSocket;
 class LeaseCore;
 

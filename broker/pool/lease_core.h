@@ -10,9 +10,12 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "broker/config/options.h"
 #include "broker/framing/frame_decoder.h"
+#include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
-#include "broker/pool/socket_pool.h"
+#include "broker/pool/lease_owner.h"
+#include "broker/pool/pooled_socket.h"
 
 namespace tlsbroker {
 
@@ -26,7 +29,11 @@ namespace tlsbroker {
 // callback takes): Deliver posts a callback that became due while an entry point runs inline.
 class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
  public:
-  static std::shared_ptr<LeaseCore> Create(std::shared_ptr<SocketPool> pool,
+  // `pool` lent `socket` and takes it back (LeaseOwner); `options` are the backend's settings
+  // as the lease begins; `observer` is the backend's.
+  static std::shared_ptr<LeaseCore> Create(std::shared_ptr<LeaseOwner> pool,
+                                           std::shared_ptr<const BackendOptions> options,
+                                           std::shared_ptr<BackendObserver> observer,
                                            std::shared_ptr<PooledSocket> socket, LeaseInfo info,
                                            std::string caller, std::string trace_parent = "");
   ~LeaseCore();
@@ -47,7 +54,8 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
   void SetTimeout(absl::Duration after, absl::Status status);
 
  private:
-  LeaseCore(std::shared_ptr<SocketPool> pool, std::shared_ptr<PooledSocket> socket,
+  LeaseCore(std::shared_ptr<LeaseOwner> pool, std::shared_ptr<const BackendOptions> options,
+            std::shared_ptr<BackendObserver> observer, std::shared_ptr<PooledSocket> socket,
             LeaseInfo info, std::string caller, std::string trace_parent);
   void StartMaxDurationTimer();
   void Reclaim();
@@ -88,9 +96,10 @@ class LeaseCore final : public std::enable_shared_from_this<LeaseCore> {
     });
   }
 
-  const std::shared_ptr<SocketPool> pool_;
+  const std::shared_ptr<LeaseOwner> pool_;
   // The backend's settings when the lease began: a reload does not change a running lease.
   const std::shared_ptr<const BackendOptions> options_;
+  const std::shared_ptr<BackendObserver> observer_;
   const std::shared_ptr<PooledSocket> socket_;
   const LeaseInfo info_;
   const std::string caller_;

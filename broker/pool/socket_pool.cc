@@ -18,6 +18,8 @@ namespace {
 
 std::atomic<uint64_t> g_next_socket_id{1};
 
+TlsLifecycle::Settings LifecycleSettings(const BackendOptions& options);
+
 uint64_t RandomSeed() {
   std::random_device rd;
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
@@ -39,8 +41,11 @@ absl::StatusOr<std::shared_ptr<SocketPool>> SocketPool::Create(
   if (!context.ok()) return context.status();
   if (observer == nullptr) observer = std::make_shared<NullBackendObserver>();
   std::shared_ptr<SocketPool> pool(
-      new SocketPool(options, loops, *std::move(context), std::move(observer), std::move(budget)));
-  pool->ReportCrlState(*pool->tls_context());
+      new SocketPool(options, loops, std::move(observer), std::move(budget)));
+  // The TLS lifecycle ticks on the maintenance loop: it reads files and parses CRLs, which
+  // must not delay a loop that carries sockets.
+  pool->lifecycle_ = TlsLifecycle::Create(LifecycleSettings(options), *std::move(context),
+                                          pool, pool->observer_, loops->maintenance());
   pool->ReportAddresses(options);
   return pool;
 }
@@ -52,30 +57,25 @@ void SocketPool::ReportAddresses(const BackendOptions& options) {
 }
 
 SocketPool::SocketPool(const BackendOptions& options, EventLoops* loops,
-                       std::shared_ptr<const TlsClientContext> context,
                        std::shared_ptr<BackendObserver> observer,
                        std::shared_ptr<SocketBudget> budget)
     : loops_(loops),
       options_(std::make_shared<const BackendOptions>(options)),
-      context_(std::move(context)),
       observer_(std::move(observer)),
-      // Read after the context loaded them: a change in between shows as a change at the
-      // first check (one needless rebuild), never as a missed one... except a change that
-      // is undone in between, which changes nothing.
-      files_(TlsFileSnapshot::Read(options.tls)),
       budget_(std::move(budget)),
       timer_loop_(loops->Next()),
       sweep_timer_(timer_loop_),
       retry_timer_(timer_loop_),
       deadline_timer_(timer_loop_),
       state_(options.name, options.pool, budget_.get(), RandomSeed()),
-      sockets_(options.pool.max_sockets) {
-  if (auto not_after = context_->client_cert_not_after()) {
-    observer_->OnClientCertNotAfter(*not_after);
-  }
-}
+      sockets_(options.pool.max_sockets) {}
 
 namespace {
+
+TlsLifecycle::Settings LifecycleSettings(const BackendOptions& options) {
+  return {options.name, options.tls,
+          options.server_name.empty() ? options.host : options.server_name};
+}
 
 // When a socket to a backend presenting `chain` must stop serving: `margin` before the
 // earliest notAfter in the chain. A socket made inside the margin (the backend has not
@@ -107,6 +107,7 @@ void SocketPool::Start() {
     actions = TakeActionsLocked(std::move(decided));
   }
   ScheduleSweep();
+  lifecycle_->Start();
   Run(std::move(actions));
 }
 
@@ -392,7 +393,6 @@ void SocketPool::OnConnected(int slot, std::shared_ptr<TlsSocket> tls, absl::Sta
       // False when shut down meanwhile: the socket is closed below.
       if (state_.OnConnected(slot, candidate->id, now, candidate->retire_at, info.resumed,
                              &decided)) {
-        ArmOcspRecheckLocked(candidate.get(), *opts, now);
         socket = std::move(candidate);
         sockets_[slot - 1] = socket;  // Before the decisions: they may lend it at once.
       }
@@ -472,7 +472,7 @@ void SocketPool::Activate(Grant grant) {
   info.wait = absl::Now() - grant.waiter.enqueued_at;
   info.tls = socket->tls->session_info();
   observer_->OnLeaseGranted(info.wait, reused);
-  auto core = LeaseCore::Create(shared_from_this(), socket, std::move(info),
+  auto core = LeaseCore::Create(shared_from_this(), opts, observer_, socket, std::move(info),
                                 grant.pending.caller, grant.pending.trace_parent);
   bool abort_now = false;
   std::string abort_reason;
@@ -580,11 +580,9 @@ void SocketPool::ForgetSocket(const std::shared_ptr<PooledSocket>& socket) {
 
 void SocketPool::ScheduleSweep() {
   const std::shared_ptr<const BackendOptions> opts = options();
-  absl::Duration period = std::min(opts->pool.idle_timeout, opts->pool.max_lifetime) / 4;
-  if (opts->tls.watch_interval > absl::ZeroDuration()) {
-    period = std::min(period, std::max(opts->tls.watch_interval, absl::Milliseconds(100)));
-  }
-  period = std::clamp(period, absl::Milliseconds(10), absl::Seconds(1));
+  const absl::Duration period =
+      std::clamp(std::min(opts->pool.idle_timeout, opts->pool.max_lifetime) / 4,
+                 absl::Milliseconds(10), absl::Seconds(1));
   std::weak_ptr<SocketPool> weak = weak_from_this();
   asio::post(timer_loop_, [weak, period] {
     auto pool = weak.lock();
@@ -603,19 +601,14 @@ void SocketPool::ScheduleSweep() {
 void SocketPool::Sweep() {
   const absl::Time now = absl::Now();
   Actions actions;
-  std::vector<std::shared_ptr<PooledSocket>> ocsp_due;
   {
     MutexLock lock(&mu_);
     if (state_.shut_down()) return;
     PoolState::Actions decided;
     state_.Sweep(now, &decided);
     actions = TakeActionsLocked(std::move(decided));
-    ocsp_due = TakeDueOcspRechecksLocked(now);
   }
   Run(std::move(actions));
-  for (auto& socket : ocsp_due) StartOcspRecheck(std::move(socket));
-  CheckTlsFilesIfDue();
-  ReportCrlState(*tls_context());
 }
 
 void SocketPool::Shutdown() {
@@ -631,6 +624,7 @@ void SocketPool::Shutdown() {
   asio::post(timer_loop_, [weak] {
     if (auto pool = weak.lock()) pool->sweep_timer_.cancel();
   });
+  lifecycle_->Stop();
 }
 
 void SocketPool::Resume() {
@@ -644,8 +638,12 @@ void SocketPool::Resume() {
     sweep = state_.started();
     actions = TakeActionsLocked(std::move(decided));
   }
-  // Posted after Shutdown's cancel on the same loop, so the new sweep is not cancelled by it.
-  if (sweep) ScheduleSweep();
+  // Posted after Shutdown's cancel on the same loop, so the new sweep is not cancelled by it
+  // (and the lifecycle's start after its stop, on its strand).
+  if (sweep) {
+    ScheduleSweep();
+    lifecycle_->Start();
+  }
   Run(std::move(actions));
 }
 
@@ -656,8 +654,7 @@ std::shared_ptr<const BackendOptions> SocketPool::options() const {
 }
 
 std::shared_ptr<const TlsClientContext> SocketPool::tls_context() const {
-  MutexLock lock(&settings_mu_);
-  return context_;
+  return lifecycle_->context();
 }
 
 absl::StatusOr<std::shared_ptr<const TlsClientContext>> SocketPool::PrepareReconfigure(
@@ -691,17 +688,24 @@ void SocketPool::ApplyReconfigure(const BackendOptions& next,
     MutexLock lock(&mu_);
     state_.SetOptions(next.name, next.pool);
   }
-  {
-    MutexLock lock(&watch_mu_);
-    files_ = TlsFileSnapshot::Read(next.tls);
-  }
   ReportAddresses(next);
   LogEvent(LogLevel::kInfo, "backend reconfigured; new sockets use the new settings",
            LogField("backend", next.name));
   // A reload re-reads the CRLs too: they apply to pooled sockets as a file change would.
   // Credentials follow the reload rule (open sockets keep theirs).
-  InstallContext(std::move(context), /*credentials_changed=*/false);
+  lifecycle_->Reconfigure(LifecycleSettings(next), std::move(context));
   Dispatch();  // min_idle may have grown.
+}
+
+std::vector<OpenTlsSocket> SocketPool::OpenSockets() const {
+  std::vector<OpenTlsSocket> open;
+  MutexLock lock(&mu_);
+  for (const auto& socket : sockets_) {
+    if (socket == nullptr) continue;
+    open.push_back({socket->id, socket->client_id, socket->tls, socket->peer_chain,
+                    socket->info.ocsp_valid_until});
+  }
+  return open;
 }
 
 int SocketPool::RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches,
@@ -762,104 +766,6 @@ int SocketPool::RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches,
   return static_cast<int>(hits.size());
 }
 
-void SocketPool::CheckTlsFilesIfDue() {
-  const std::shared_ptr<const BackendOptions> opts = options();
-  const absl::Time now = absl::Now();
-  {
-    MutexLock lock(&watch_mu_);
-    if (opts->tls.watch_interval <= absl::ZeroDuration() || now < next_file_check_) return;
-    next_file_check_ = now + opts->tls.watch_interval;
-  }
-  CheckTlsFiles();
-}
-
-void SocketPool::CheckTlsFiles() {
-  const std::shared_ptr<const BackendOptions> opts = options();
-  TlsFileSnapshot::Changes changes;
-  TlsFileSnapshot current = TlsFileSnapshot::Read(opts->tls);
-  {
-    MutexLock lock(&watch_mu_);
-    changes = files_.ChangesTo(current);
-    if (!changes.any()) return;
-    // Remembered even if the new files are rejected below: a broken file is reported once,
-    // and tried again when it changes again.
-    files_ = current;
-  }
-  auto context = TlsClientContext::Create(
-      opts->tls, opts->server_name.empty() ? opts->host : opts->server_name);
-  if (!context.ok()) {
-    std::string kind = TlsFileKindOfError(context.status(), opts->tls);
-    if (kind == "crl") {
-      observer_->OnCrlReloadFailure();
-    } else {
-      observer_->OnCredentialReloadFailure(kind);
-    }
-    LogEvent(LogLevel::kError, "changed TLS files rejected; the previous ones stay in use",
-             absl::StrCat(LogField("backend", opts->name), " ", LogField("file", kind), " ",
-                          LogField("error", context.status().message())));
-    return;
-  }
-  LogEvent(LogLevel::kInfo, "TLS files changed; new sockets use them",
-           absl::StrCat(LogField("backend", opts->name), " crl=", changes.crl,
-                        " credentials=", changes.credentials));
-  InstallContext(*std::move(context), changes.credentials);
-}
-
-void SocketPool::InstallContext(std::shared_ptr<const TlsClientContext> context,
-                                bool credentials_changed) {
-  const std::shared_ptr<const BackendOptions> opts = options();
-  std::shared_ptr<const TlsClientContext> previous;
-  {
-    MutexLock lock(&settings_mu_);
-    previous = std::move(context_);
-    context_ = context;
-  }
-  // Sessions of the old context would resume without the new checks (and re-present the old
-  // client certificate); the new context starts with an empty cache, and the old one's is
-  // dropped so nothing can pick it up.
-  if (previous != nullptr) previous->FlushSessions();
-  if (auto not_after = context->client_cert_not_after()) {
-    observer_->OnClientCertNotAfter(*not_after);
-  }
-  ReportCrlState(*context);
-  if (!context->options().crl_files.empty()) {
-    RetireIf([&context](const PeerChain& chain) { return context->IsRevoked(chain); }, "revoked",
-             opts->tls.on_revoked == RevokedLeasePolicy::kAbortLease ? LeasedPolicy::kAbortLease
-                                                                     : LeasedPolicy::kFinishLease);
-  }
-  if (credentials_changed && opts->tls.on_rotation == RotationPolicy::kDrain) {
-    RetireIf([](const PeerChain&) { return true; }, "rotation", LeasedPolicy::kFinishLease);
-  }
-}
-
-void SocketPool::ReportCrlState(const TlsClientContext& context) {
-  std::optional<absl::Time> next_update = context.crl_next_update();
-  if (!next_update) return;
-  const bool stale = absl::Now() > *next_update;
-  observer_->OnCrlNextUpdate(*next_update, stale);
-  bool log_now = false;
-  {
-    MutexLock lock(&watch_mu_);
-    log_now = stale != crl_stale_reported_;
-    crl_stale_reported_ = stale;
-  }
-  if (stale && context.options().stale_crl == StaleCrlPolicy::kFail) {
-    // Refusing new handshakes must cover resumed ones too: no cached session outlives the
-    // CRL's nextUpdate (new sockets also re-check a resumed session, see TlsSocket).
-    context.FlushSessions();
-  }
-  if (log_now) {
-    const std::shared_ptr<const BackendOptions> opts = options();
-    LogEvent(stale ? LogLevel::kWarning : LogLevel::kInfo,
-             stale ? "CRL is past its nextUpdate" : "CRLs are current again",
-             absl::StrCat(LogField("backend", opts->name), " ",
-                          LogField("next_update", absl::FormatTime(*next_update)), " ",
-                          LogField("stale_crl", context.options().stale_crl == StaleCrlPolicy::kFail
-                                                    ? "FAIL (new handshakes refused)"
-                                                    : "WARN")));
-  }
-}
-
 PoolStats SocketPool::Stats() const {
   MutexLock lock(&mu_);
   PoolStats stats;
@@ -880,30 +786,43 @@ PoolStats SocketPool::Stats() const {
 std::vector<SocketSnapshot> SocketPool::Sockets() const {
   const std::shared_ptr<const BackendOptions> opts = options();
   std::vector<SocketSnapshot> out;
-  MutexLock lock(&mu_);
-  for (int n = 1; n <= state_.max_sockets(); ++n) {
-    const PoolState::SlotInfo& s = state_.slot(n);
-    if (s.state == PoolState::SlotState::kEmpty) continue;
-    SocketSnapshot snap;
-    snap.slot = n;
-    snap.client_id = FormatClientId(opts->client_id, snap.slot);
-    snap.state = s.state == PoolState::SlotState::kConnecting ? "connecting"
-                 : s.state == PoolState::SlotState::kIdle     ? "idle"
-                                                              : "leased";
-    if (const std::shared_ptr<PooledSocket>& socket = sockets_[n - 1]) {
-      snap.socket_id = socket->id;
-      snap.created_at = socket->created_at;
-      snap.leases_served = s.leases_served;
-      snap.lease_id = socket->lease_id;
-      snap.lease_caller = socket->lease_caller;
-      snap.lease_started_at = socket->lease_started_at;
-      snap.bytes_sent = socket->tls->bytes_sent();
-      snap.bytes_received = socket->tls->bytes_received();
-      // Byte counters are monotonic counters read for display; the session info is the
-      // pool's copy (the TlsSocket's own changes on its loop when OCSP is re-checked).
-      snap.tls = socket->info;
+  {
+    MutexLock lock(&mu_);
+    for (int n = 1; n <= state_.max_sockets(); ++n) {
+      const PoolState::SlotInfo& s = state_.slot(n);
+      if (s.state == PoolState::SlotState::kEmpty) continue;
+      SocketSnapshot snap;
+      snap.slot = n;
+      snap.client_id = FormatClientId(opts->client_id, snap.slot);
+      snap.state = s.state == PoolState::SlotState::kConnecting ? "connecting"
+                   : s.state == PoolState::SlotState::kIdle     ? "idle"
+                                                                : "leased";
+      if (const std::shared_ptr<PooledSocket>& socket = sockets_[n - 1]) {
+        snap.socket_id = socket->id;
+        snap.created_at = socket->created_at;
+        snap.leases_served = s.leases_served;
+        snap.lease_id = socket->lease_id;
+        snap.lease_caller = socket->lease_caller;
+        snap.lease_started_at = socket->lease_started_at;
+        snap.bytes_sent = socket->tls->bytes_sent();
+        snap.bytes_received = socket->tls->bytes_received();
+        // Byte counters are monotonic counters read for display; the session info is the
+        // pool's copy (the TlsSocket's own changes on its loop when OCSP is re-checked).
+        snap.tls = socket->info;
+      }
+      out.push_back(std::move(snap));
     }
-    out.push_back(std::move(snap));
+  }
+  // The OCSP fields as the latest re-checks left them (the handshake's until one answers).
+  for (SocketSnapshot& snap : out) {
+    if (snap.socket_id == 0) continue;
+    std::optional<TlsLifecycle::OcspAnswer> answer = lifecycle_->OcspAnswerOf(snap.socket_id);
+    if (!answer) continue;
+    if (!answer->source.empty()) {
+      snap.tls.ocsp_source = answer->source;
+      snap.tls.ocsp_status = answer->status;
+    }
+    if (answer->valid_until) snap.tls.ocsp_valid_until = answer->valid_until;
   }
   return out;
 }

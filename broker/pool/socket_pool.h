@@ -20,54 +20,16 @@
 #include "broker/io/event_loops.h"
 #include "broker/metrics/pool_observer.h"
 #include "broker/pool/lease.h"
+#include "broker/pool/lease_owner.h"
 #include "broker/pool/pool_state.h"
+#include "broker/pool/pooled_socket.h"
 #include "broker/tls/peer_chain.h"
 #include "broker/pool/socket_budget.h"
 #include "broker/tls/tls_client_context.h"
-#include "broker/tls/tls_file_snapshot.h"
+#include "broker/tls/tls_lifecycle.h"
 #include "broker/tls/tls_socket.h"
 
 namespace tlsbroker {
-
-class LeaseCore;
-
-// One pooled connection: its slot (and so its client ID) and its TLS socket.
-struct PooledSocket {
-  int slot = 0;  // 1-based.
-  std::string client_id;
-  uint64_t id = 0;
-  std::shared_ptr<TlsSocket> tls;
-  absl::Time created_at;
-  // What the backend presented at the handshake, for re-checks while pooled.
-  std::shared_ptr<const PeerChain> peer_chain;
-  // Retired (idle: closed; leased: at lease end) from this time on: expiry_margin before the
-  // earliest notAfter of the backend's chain. The pool's PoolState keeps a copy and decides
-  // with it; its other bookkeeping (leases served, last release, retire reason) is kept there
-  // only.
-  absl::Time retire_at = absl::InfiniteFuture();
-  // The fields below are guarded by the owning pool's mutex.
-  // The handshake's session info, with the OCSP fields kept current by re-checks (read by
-  // admin listings from any thread, so never the TlsSocket's own copy).
-  TlsSessionInfo info;
-  // OCSP re-check (see socket_pool_ocsp.cc): until when the current answer holds, when to
-  // re-check, and whether a re-check is under way.
-  std::optional<absl::Time> ocsp_valid_until;
-  absl::Time ocsp_recheck_at = absl::InfiniteFuture();
-  bool ocsp_recheck_pending = false;
-  std::string lease_id;  // Of the lease holding it now; empty when not leased.
-  std::string lease_caller;     // Identity of the caller holding it now (admin listing).
-  absl::Time lease_started_at;  // When that lease was granted.
-  std::weak_ptr<LeaseCore> lease;  // The lease holding it now.
-  // Non-empty: the lease is aborted (not finished) with this failure reason (set only when
-  // the pool retires a leased socket with LeasedPolicy::kAbortLease).
-  std::string abort_reason;
-};
-
-// What RetireIf does to a matching socket that is leased.
-enum class LeasedPolicy {
-  kFinishLease,  // The lease goes on; the socket closes when it ends.
-  kAbortLease,   // The lease ends now: its socket closes and the caller gets an error.
-};
 
 // Figures for one pool (admin API, tests).
 struct PoolStats {
@@ -106,10 +68,15 @@ struct SocketSnapshot {
 //
 // The decisions (which caller gets which socket, when to open or close one, backoff, budget,
 // shutdown) are PoolState's; this class carries them out: sockets, TLS, timers, callbacks.
+// The TLS side over time (the context new sockets use, file watching, CRL staleness,
+// rotation, OCSP re-checks of open sockets) is its TlsLifecycle's, which reaches the sockets
+// through TlsSocketSet.
 //
 // Thread-safe. All state is behind mu_; no I/O and no caller callback runs under it.
 // Owned by std::shared_ptr (I/O handlers keep it alive). The EventLoops must outlive it.
-class SocketPool final : public std::enable_shared_from_this<SocketPool> {
+class SocketPool final : public std::enable_shared_from_this<SocketPool>,
+                         public TlsSocketSet,
+                         public LeaseOwner {
  public:
   using AcquireCallback = absl::AnyInvocable<void(absl::StatusOr<Lease>) &&>;
 
@@ -157,7 +124,10 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   // The settings in force now (they change on Reconfigure). A lease keeps the snapshot it
   // started with.
   std::shared_ptr<const BackendOptions> options() const ABSL_LOCKS_EXCLUDED(settings_mu_);
-  std::shared_ptr<const TlsClientContext> tls_context() const ABSL_LOCKS_EXCLUDED(settings_mu_);
+  // The context new sockets use (the lifecycle's).
+  std::shared_ptr<const TlsClientContext> tls_context() const;
+  // The backend's TLS lifecycle: file watching, CRL state, OCSP re-checks (tests drive it).
+  TlsLifecycle& tls_lifecycle() const { return *lifecycle_; }
   BackendObserver* observer() const { return observer_.get(); }
 
   // Applies new settings (reload): TLS credentials and policy, timeouts, min_idle, framing,
@@ -172,25 +142,16 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
                         std::shared_ptr<const TlsClientContext> context)
       ABSL_LOCKS_EXCLUDED(settings_mu_);
 
-  // Retires every open socket whose backend chain satisfies `matches` (called outside the
-  // pool's lock, possibly from any thread): idle ones are closed at once with `close_reason`
-  // (the sockets_closed_total label: revoked, expired, rotation, ...), leased ones per
-  // `leased`; an aborted lease's pending and later operations fail with
-  // kUnavailable "<abort_reason>: ..." (see failure_reason.h). A socket still connecting is
-  // not seen; a caller whose check depends on the TLS context installs the context first
-  // (sockets that connect with an older one are re-checked, see OnConnected). Returns how
-  // many sockets matched. Used for CRL and OCSP revocation and credential rotation.
+  // TlsSocketSet. RetireIf: see there. Called outside the pool's lock, from any thread. A
+  // socket still connecting is not seen; a caller whose check depends on the TLS context
+  // installs the context first (sockets that connect with an older one are re-checked, see
+  // OnConnected). Used for CRL and OCSP revocation and credential rotation.
+  std::vector<OpenTlsSocket> OpenSockets() const override ABSL_LOCKS_EXCLUDED(mu_);
   int RetireIf(absl::FunctionRef<bool(const PeerChain&)> matches, absl::string_view close_reason,
-               LeasedPolicy leased, absl::string_view abort_reason = "certificate_revoked")
+               LeasedPolicy leased, absl::string_view abort_reason) override
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Checks the backend's TLS files now (normally every tls.watch_interval): when their
-  // contents changed, builds a new context for new sockets and re-checks the pooled ones (see
-  // InstallContext). Tests call it to skip the wait.
-  void CheckTlsFiles() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
-
  private:
-  friend class LeaseCore;
   // A queued caller's side that the PoolState does not keep (it knows the ticket).
   struct Pending {
     AcquireCallback done;
@@ -215,7 +176,6 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   enum class Timer { kDeadline, kRetry };
 
   SocketPool(const BackendOptions& options, EventLoops* loops,
-             std::shared_ptr<const TlsClientContext> context,
              std::shared_ptr<BackendObserver> observer, std::shared_ptr<SocketBudget> budget);
 
   void Dispatch() ABSL_LOCKS_EXCLUDED(mu_);
@@ -242,50 +202,25 @@ class SocketPool final : public std::enable_shared_from_this<SocketPool> {
   void OnIdleBroken(const std::shared_ptr<PooledSocket>& socket, absl::Status status);
   void Sweep();
   void ScheduleSweep();
-  // OCSP re-checks of pooled sockets (socket_pool_ocsp.cc). ArmOcspRecheckLocked sets the
-  // first re-check of a new socket from its handshake answer; TakeDueOcspRechecksLocked
-  // marks the open sockets whose re-check is due (from the sweep) and StartOcspRecheck runs
-  // one on the socket's loop; OnOcspRecheck applies the verdict there.
-  void ArmOcspRecheckLocked(PooledSocket* socket, const BackendOptions& opts, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<std::shared_ptr<PooledSocket>> TakeDueOcspRechecksLocked(absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartOcspRecheck(std::shared_ptr<PooledSocket> socket) ABSL_LOCKS_EXCLUDED(mu_);
-  void OnOcspRecheck(const std::shared_ptr<PooledSocket>& socket, OcspVerdict verdict)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  // CheckTlsFiles() when tls.watch_interval has passed since the last check (from the sweep).
-  void CheckTlsFilesIfDue() ABSL_LOCKS_EXCLUDED(mu_, watch_mu_);
-  // Makes `context` the one new sockets use, then applies what changed to the open ones: a
-  // CRL revoking a pooled socket's chain retires it (tls.on_revoked), changed credentials
-  // with tls.on_rotation DRAIN retire them all.
-  void InstallContext(std::shared_ptr<const TlsClientContext> context, bool credentials_changed)
-      ABSL_LOCKS_EXCLUDED(mu_, settings_mu_);
-  // Reports the CRLs' nextUpdate and staleness (metric; a log line when they turn stale).
-  void ReportCrlState(const TlsClientContext& context) ABSL_LOCKS_EXCLUDED(watch_mu_);
   static void CloseOnLoop(std::shared_ptr<PooledSocket> socket);
 
-  // Called by LeaseCore on the socket's loop when a lease ends. `verdict` OK = reusable;
-  // otherwise its message says why not; `close_reason` is the metric label.
+  // LeaseOwner: how a lease hands its socket back.
   void ReturnSocket(const std::shared_ptr<PooledSocket>& socket, absl::Status verdict,
-                    absl::string_view close_reason);
-  // Called by LeaseCore on the caller's thread the moment a lease ends.
-  void NoteReturning(const std::shared_ptr<PooledSocket>& socket) ABSL_LOCKS_EXCLUDED(mu_);
-  // Called by LeaseCore when max_lease_duration reclaims a lease (socket already closed).
-  void ForgetSocket(const std::shared_ptr<PooledSocket>& socket);
+                    absl::string_view close_reason) override ABSL_LOCKS_EXCLUDED(mu_);
+  void NoteReturning(const std::shared_ptr<PooledSocket>& socket) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetSocket(const std::shared_ptr<PooledSocket>& socket) override
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   EventLoops* const loops_;
-  // Swapped by Reconfigure; read through options() / tls_context(). A leaf lock.
+  // Swapped by Reconfigure; read through options(). A leaf lock.
   mutable Mutex settings_mu_;
   std::shared_ptr<const BackendOptions> options_ ABSL_GUARDED_BY(settings_mu_);
-  std::shared_ptr<const TlsClientContext> context_ ABSL_GUARDED_BY(settings_mu_);
   const std::shared_ptr<BackendObserver> observer_;
-  // File watching (CheckTlsFiles). A leaf lock; not held while building a context.
-  mutable Mutex watch_mu_;
-  TlsFileSnapshot files_ ABSL_GUARDED_BY(watch_mu_);
-  absl::Time next_file_check_ ABSL_GUARDED_BY(watch_mu_) = absl::InfinitePast();
-  bool crl_stale_reported_ ABSL_GUARDED_BY(watch_mu_) = false;
+  // Set once by Create, before the pool is shared. Holds the pool weakly.
+  std::shared_ptr<TlsLifecycle> lifecycle_;
   const std::shared_ptr<SocketBudget> budget_;  // May be null.
-  asio::io_context& timer_loop_;  // Runs the sweep, retry and deadline timers.
+  asio::io_context& timer_loop_;  // Runs the sweep, retry and deadline timers (an I/O loop).
   asio::steady_timer sweep_timer_;
   asio::steady_timer retry_timer_;     // The backoff's end (PoolState::retry_timer_at).
   asio::steady_timer deadline_timer_;  // The earliest waiter deadline.

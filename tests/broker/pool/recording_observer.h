@@ -38,8 +38,8 @@ class RecordingObserver final : public BackendObserver {
   void OnPeerCertNotAfter(absl::Time) override {}
   void OnClientCertNotAfter(absl::Time) override {}
   void OnEnullSockets(int) override {}
-  // Every pool sweep reports the CRL state: "crl_report" counts sweeps, for tests that must
-  // wait until a sweep has run rather than sleep.
+  // Every TLS lifecycle tick reports the CRL state: "crl_report" counts ticks, for tests that
+  // must wait until a tick has run rather than sleep.
   void OnCrlNextUpdate(absl::Time, bool stale) override {
     stale_.store(stale ? 1 : 0);
     Count("crl_report");

@@ -160,14 +160,15 @@ TEST_F(RevocationTest, ReloadAppliesANewCrlToPooledSockets) {
   b.tls.crl_files = {crl};
   b.tls.watch_interval = absl::ZeroDuration();
   b.pool.min_idle = 1;
-  // Sweeps every 100 ms (idle_timeout / 4): the sweep is where a watched file would be re-read.
+  // The TLS lifecycle's tick (every second with watching off) is where a watched file would be
+  // re-read; each tick reports the CRL state ("crl_report").
   b.pool.idle_timeout = absl::Milliseconds(400);
   MakePool(b);
   ASSERT_TRUE(WaitUntil([&] { return pool_->Stats().idle == 1; }, kPatience));
   {
     std::ofstream(crl) << Crl({PkiPath("ec", "revoked-server.crt")});
   }
-  // Watching is off: two whole sweeps after the write change nothing by themselves.
+  // Watching is off: two whole ticks after the write change nothing by themselves.
   const int sweeps = observer_->Get("crl_report");
   ASSERT_TRUE(WaitUntil([&] { return observer_->Get("crl_report") >= sweeps + 2; }, kPatience));
   EXPECT_EQ(observer_->Get("closed:revoked"), 0);
@@ -194,7 +195,7 @@ TEST_F(RevocationTest, FinishLeaseLetsTheLeaseEndThenClosesTheSocket) {
 
   ASSERT_TRUE(
       secret.Publish({{"int.crl.pem", Crl({PkiPath("ec", "revoked-server.crt")})}}).ok());
-  pool_->CheckTlsFiles();  // The new CRL is in force once this returns.
+  pool_->tls_lifecycle().CheckTlsFiles();  // The new CRL is in force once this returns.
   auto reply = RoundTrip(*lease, "during");
   ASSERT_TRUE(reply.ok()) << reply.status();
   EXPECT_EQ(*reply, "re:during");
@@ -254,8 +255,8 @@ TEST_F(RevocationTest, BrokenCrlFileKeepsThePreviousCrlAndIsCounted) {
 
   ASSERT_TRUE(secret.Publish({{"int.crl.pem", "-----BEGIN X509 CRL-----\ngarbage\n"}}).ok());
   ASSERT_TRUE(WaitUntil([&] { return observer_->Get("crl_reload_failure") == 1; }, kPatience));
-  pool_->CheckTlsFiles();
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   EXPECT_EQ(observer_->Get("crl_reload_failure"), 1);  // Once per broken version, not per tick.
   EXPECT_EQ(observer_->Get("closed:revoked"), 0);
   EXPECT_EQ(pool_->Stats().idle, 1);
@@ -465,7 +466,7 @@ TEST_F(RevocationTest, ClientPkcs12RotatedMidTrafficWithZeroFailures) {
   }
 
   ASSERT_TRUE(secret.Publish({{"tls.p12", second}, {"p12.pass", "second-password"}}).ok());
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   auto saw_app2 = [&] {
     for (const std::string& s : server_->peer_subjects()) {
       if (s.find("CN=app2") != std::string::npos) return true;
@@ -516,7 +517,7 @@ TEST_F(RevocationTest, BrokenRotationFilesKeepTheOldCredentials) {
   // The new certificate with the old key: the key does not match.
   const std::string new_cert = ReadFileOrEmpty(PkiPath("ec", "client2.fullchain.pem"));
   ASSERT_TRUE(secret.Publish({{"tls.crt", new_cert}, {"tls.key", old_key}, {"ca.crt", ca}}).ok());
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   EXPECT_EQ(observer_->Get("credential_reload_failure:key"), 1);
   EXPECT_NE(new_socket_subject().find("CN=app1"), std::string::npos);
 
@@ -524,13 +525,13 @@ TEST_F(RevocationTest, BrokenRotationFilesKeepTheOldCredentials) {
   ASSERT_TRUE(
       secret.Publish({{"tls.crt", "not a certificate\n"}, {"tls.key", old_key}, {"ca.crt", ca}})
           .ok());
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   EXPECT_EQ(observer_->Get("credential_reload_failure:cert"), 1);
   EXPECT_NE(new_socket_subject().find("CN=app1"), std::string::npos);
 
   // An empty CA bundle.
   ASSERT_TRUE(secret.Publish({{"tls.crt", old_cert}, {"tls.key", old_key}, {"ca.crt", ""}}).ok());
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   EXPECT_EQ(observer_->Get("credential_reload_failure:ca"), 1);
   EXPECT_NE(new_socket_subject().find("CN=app1"), std::string::npos);
 
@@ -540,7 +541,7 @@ TEST_F(RevocationTest, BrokenRotationFilesKeepTheOldCredentials) {
                             {"tls.key", ReadFileOrEmpty(PkiPath("ec", "client2.key"))},
                             {"ca.crt", ca}})
                   .ok());
-  pool_->CheckTlsFiles();
+  pool_->tls_lifecycle().CheckTlsFiles();
   EXPECT_NE(new_socket_subject().find("CN=app2"), std::string::npos);
 }
 
