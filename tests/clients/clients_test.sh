@@ -12,15 +12,13 @@
 set -uo pipefail
 case_name=$1 src=$2 work=$3 ctl=$7
 fail() { echo "clients_test($case_name): $*" >&2; exit 1; }
+# shellcheck source=../demo/demo_fixture.sh
+source "$src/tests/demo/demo_fixture.sh"
 python=/usr/bin/python3  # Debian's: its python3-grpcio matches Debian's protoc
 
 if [ "$case_name" = start ]; then
   rm -rf "$work/run" "$work/demo.out" && mkdir -p "$work"
-  SKIP_BUILD=1 DEMO_CALLS=20 DEMO_CALLERS=2 DEMO_DIR="$work/run" BUILD_DIR="$work" \
-    TLSBROKER_BIN=$4 TLSB_BACKEND_BIN=$5 TLSB_LOAD_BIN=$6 \
-    timeout 60 bash "$src/scripts/demo.sh" --keep-running >"$work/demo.out" 2>&1 ||
-    { cat "$work/demo.out"; fail "demo.sh --keep-running failed"; }
-  cat "$work/run/running.env"
+  demo_fixture_start "$src" "$work" "$4" "$5" "$6"
   exit 0
 fi
 
@@ -49,17 +47,10 @@ if [ "$case_name" = node_install ]; then
   exit 0
 fi
 
-[ -f "$work/run/running.env" ] || fail "no running broker (the start fixture failed)"
-# shellcheck disable=SC1091
-source "$work/run/running.env"
+demo_fixture_load "$work"
 if [ "$case_name" = stop ]; then
-  kill "$BROKER_PID" "$BACKEND_PID" "$ECHO_BACKEND_PID" 2>/dev/null
-  for _ in $(seq 1 100); do
-    kill -0 "$BROKER_PID" 2>/dev/null || exit 0
-    sleep 0.1
-  done
-  kill -KILL "$BROKER_PID" 2>/dev/null
-  fail "tlsbroker did not exit within 10 s of SIGTERM"
+  demo_fixture_stop
+  exit 0
 fi
 creds=(--target "$TARGET" --ca "$CA" --cert "$CERT" --key "$KEY")
 

@@ -8,27 +8,18 @@
 set -uo pipefail
 case_name=$1 src=$2 work=$3 load=$6
 fail() { echo "load_test($case_name): $*" >&2; exit 1; }
+# shellcheck source=../demo/demo_fixture.sh
+source "$src/tests/demo/demo_fixture.sh"
 
 if [ "$case_name" = start ]; then
   rm -rf "$work" && mkdir -p "$work"
-  SKIP_BUILD=1 DEMO_CALLS=20 DEMO_CALLERS=2 DEMO_DIR="$work/run" BUILD_DIR="$work" \
-    TLSBROKER_BIN=$4 TLSB_BACKEND_BIN=$5 TLSB_LOAD_BIN=$6 \
-    timeout 60 bash "$src/scripts/demo.sh" --keep-running >"$work/demo.out" 2>&1 ||
-    { cat "$work/demo.out"; fail "demo.sh --keep-running failed"; }
-  cat "$work/run/running.env"
+  demo_fixture_start "$src" "$work" "$4" "$5" "$6"
   exit 0
 fi
-[ -f "$work/run/running.env" ] || fail "no running broker (the start fixture failed)"
-# shellcheck disable=SC1091
-source "$work/run/running.env"
+demo_fixture_load "$work"
 if [ "$case_name" = stop ]; then
-  kill "$BROKER_PID" "$BACKEND_PID" "$ECHO_BACKEND_PID" 2>/dev/null
-  for _ in $(seq 1 100); do
-    kill -0 "$BROKER_PID" 2>/dev/null || exit 0
-    sleep 0.1
-  done
-  kill -KILL "$BROKER_PID" 2>/dev/null
-  fail "tlsbroker did not exit within 10 s of SIGTERM"
+  demo_fixture_stop
+  exit 0
 fi
 creds=(--target "$TARGET" --ca "$CA" --cert "$CERT" --key "$KEY")
 
