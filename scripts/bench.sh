@@ -9,6 +9,11 @@
 #   b  direct client, new connection per request with TLS session resumption
 #   c  direct client, one persistent TLS connection per caller
 #   d  bare gRPC unary echo (mTLS listener like the broker's), no backend
+#   d1 the same echo answering from a thread of its own (one hand-off, as the broker's answer
+#      comes from its I/O loop): (d1) - (d) is what that hand-off alone costs
+#   d2 the same gRPC server forwarding each request to the TLS backend from gRPC's own thread,
+#      blocking, one persistent connection per gRPC thread: the floor of a proxy (it blocks
+#      gRPC's threads while the backend works, which tlsbroker must not do)
 #   e  tlsbroker Call
 #   f  tlsbroker Lease, --exchanges-per-lease round trips per lease
 #   cB / fB  bulk echo in 64 KiB messages: direct persistent connection vs a tlsbroker Lease
@@ -22,7 +27,7 @@
 #     --syscalls  also count the system calls per request of (d) and (e) at 1 caller (strace -c
 #               on the server for 2 s under load): thread hand-offs show up as futex and
 #               epoll calls, a figure the machine's noise does not move
-#     --modes   which of a-f (and e0, see TLSBROKER_BASELINE_BIN) to measure; bulk runs with f
+#     --modes   which of a, b, c, d, d1, d2, e, f (and e0, see TLSBROKER_BASELINE_BIN) to measure; bulk runs with f
 #     --quick   1 run of 1 s per cell, scale 0/1000, no profile (about 2 minutes)
 #     --smoke   tiny counts for the test suite (seconds; figures meaningless)
 #   The full run (3 runs of 3 s per cell, scale, profile) takes about 10 minutes.
@@ -52,7 +57,7 @@ do_syscalls=0
 smoke=0
 bulk_bytes=$((16 * 1024 * 1024))
 exchanges_per_lease=100
-modes="a b c d e f"
+modes="a b c d d1 d2 e f"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) runs=1; duration=1; scale_list="0 1000"; do_profile=0 ;;
@@ -155,6 +160,12 @@ http_ok() { http_get "$1" "$2" | head -1 | grep -q ' 200'; }
 # cpu_ticks PID: user + system CPU time of PID in clock ticks (/proc/PID/stat fields 14, 15;
 # the command name in field 2 has no spaces here).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# ctx_switches PID: context switches of all PID's threads so far (voluntary + involuntary): a
+# thread hand-off costs a sleep and a wake-up, so this counts them where CPU time is noisy.
+ctx_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}'
+}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # start_backend NAME MODE [ARGS...]: starts tlsb-test-backend; sets <NAME>_pid and backend_port.
@@ -254,6 +265,29 @@ grpc_echo_pid=$!
 pids+=("$grpc_echo_pid")
 wait_for 10 "the gRPC echo server" grep -q '^LISTENING' "$work/grpc-echo.out"
 grpc_echo_port=$(awk '/^LISTENING/ {print $2; exit}' "$work/grpc-echo.out")
+if [[ " $modes " == *" d2 "* ]]; then
+  rm -f "$work/grpc-forward.out"
+  "$echo_bin" --cert "$pki/ec/server.fullchain.pem" --key "$pki/ec/server.key" \
+      --client-ca "$pki/ec/ca-chain.pem" --forward-to "127.0.0.1:$framed_port" \
+      --forward-ca "$pki/ec/root.crt" --forward-cert "$pki/ec/client.fullchain.pem" \
+      --forward-key "$pki/ec/client.key" </dev/null \
+      >"$work/grpc-forward.out" 2>"$work/grpc-forward.err" &
+  grpc_forward_pid=$!
+  pids+=("$grpc_forward_pid")
+  wait_for 10 "the forwarding gRPC server" grep -q '^LISTENING' "$work/grpc-forward.out"
+  grpc_forward_port=$(awk '/^LISTENING/ {print $2; exit}' "$work/grpc-forward.out")
+fi
+if [[ " $modes " == *" d1 "* ]]; then
+  rm -f "$work/grpc-echo-loop.out"
+  "$echo_bin" --cert "$pki/ec/server.fullchain.pem" --key "$pki/ec/server.key" \
+      --client-ca "$pki/ec/ca-chain.pem" --response-prefix re: --answer-from-loop </dev/null \
+      >"$work/grpc-echo-loop.out" 2>"$work/grpc-echo-loop.err" &
+  grpc_echo_loop_pid=$!
+  pids+=("$grpc_echo_loop_pid")
+  wait_for 10 "the gRPC echo server (answering from a loop)" \
+      grep -q '^LISTENING' "$work/grpc-echo-loop.out"
+  grpc_echo_loop_port=$(awk '/^LISTENING/ {print $2; exit}' "$work/grpc-echo-loop.out")
+fi
 max_bulk_callers=1
 for n in $bulk_callers_list; do [ "$n" -gt "$max_bulk_callers" ] && max_bulk_callers=$n; done
 {
@@ -294,6 +328,12 @@ measure() {
     d) cpu_pid=$grpc_echo_pid
        cmd=("$load_bin" --target "127.0.0.1:$grpc_echo_port"
             --backend echo --mode call --channels "$callers") ;;
+    d1) cpu_pid=$grpc_echo_loop_pid
+        cmd=("$load_bin" --target "127.0.0.1:$grpc_echo_loop_port"
+             --backend echo --mode call --channels "$callers") ;;
+    d2) cpu_pid=$grpc_forward_pid
+        cmd=("$load_bin" --target "127.0.0.1:$grpc_forward_port"
+             --backend echo --mode call --channels "$callers") ;;
     e) cpu_pid=$main_broker_pid
        cmd=("$load_bin" --target "$main_target" --backend bench --mode call --channels "$callers") ;;
     e0) cpu_pid=$baseline_broker_pid
@@ -305,19 +345,19 @@ measure() {
         cmd=("$load_bin" --target "$main_target" --backend bench-echo --mode bulk
              --bulk-bytes "$bulk_bytes" --channels "$callers") ;;
   esac
-  local hs_before hs_after cpu_before=0 cpu_after=0 rc=0
+  local hs_before hs_after cpu_before=0 cpu_after=0 cs_before=0 cs_after=0 rc=0
   hs_before=$(backend_stats "$backend")
-  [ -n "$cpu_pid" ] && cpu_before=$(cpu_ticks "$cpu_pid")
+  [ -n "$cpu_pid" ] && cpu_before=$(cpu_ticks "$cpu_pid") && cs_before=$(ctx_switches "$cpu_pid")
   "${cmd[@]}" "${creds[@]}" --callers "$callers" --size 1024 --response-prefix re: \
       "${bounds[@]}" --json >"$out" 2>"$out.err" || rc=$?
-  [ -n "$cpu_pid" ] && cpu_after=$(cpu_ticks "$cpu_pid")
+  [ -n "$cpu_pid" ] && cpu_after=$(cpu_ticks "$cpu_pid") && cs_after=$(ctx_switches "$cpu_pid")
   hs_after=$(backend_stats "$backend")
   if [ "$rc" != 0 ]; then
     failures=$((failures + 1))
     echo "   $mode at $callers callers (run $run) failed (exit $rc): $(head -c 300 "$out.err")" >&2
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$callers" "$run" "$out" \
-      "$hs_before $hs_after" "$cpu_before $cpu_after" "$rc" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$callers" "$run" "$out" \
+      "$hs_before $hs_after" "$cpu_before $cpu_after" "$rc" "$cs_before $cs_after" >>"$results"
 }
 
 cells=0
@@ -427,13 +467,14 @@ syscalls_file = sys.argv[8]
 hz = os.sysconf("SC_CLK_TCK")
 cells = {}
 for line in open(results):
-    mode, callers, run, path, hs, cpu, rc = line.rstrip("\n").split("\t")
+    mode, callers, run, path, hs, cpu, rc, cs = line.rstrip("\n").split("\t")
     try:
         r = json.load(open(path))
     except Exception:
         continue
     hb_f, hb_r, ha_f, ha_r = map(int, hs.split())
     c0, c1 = map(float, cpu.split())
+    s0, s1 = map(float, cs.split())
     bulk = mode.endswith("B")
     # Requests: exchanges for framed modes (a Lease carries many), MB/s for bulk.
     reqs = r["exchanges"] if not bulk else r["operations"]
@@ -443,7 +484,8 @@ for line in open(results):
     cells.setdefault((mode, int(callers)), []).append(dict(
         rate=rate, p50=lat["p50"], p99=lat["p99"], errors=r["errors"] + r["corrupt"],
         hs=per10k((ha_f - hb_f) + (ha_r - hb_r)), full=ha_f - hb_f, resumed=ha_r - hb_r,
-        cpu=per10k((c1 - c0) / hz) if mode in ("d", "e", "e0", "f") else None, n=reqs))
+        cpu=per10k((c1 - c0) / hz) if mode in ("d", "d1", "d2", "e", "e0", "f") else None,
+        cs=(s1 - s0) / reqs if mode in ("d", "d1", "d2", "e", "e0", "f") and reqs else None, n=reqs))
 
 def med(mode, callers, key):
     v = [c[key] for c in cells.get((mode, callers), []) if c[key] is not None]
@@ -460,16 +502,18 @@ def fmt(x, digits=0):
 
 names = {"a": "(a) direct, full handshake per request", "b": "(b) direct, resumed session per request",
          "c": "(c) direct, persistent connection", "d": "(d) bare gRPC unary echo",
+         "d1": "(d1) bare gRPC echo answering from a loop thread",
+         "d2": "(d2) gRPC forwarding on its own thread, blocking (proxy floor)",
          "e": "(e) tlsbroker Call", "e0": "(e0) tlsbroker Call, baseline binary", "f": f"(f) tlsbroker Lease, {epl} exchanges per lease",
          "cB": "(c) bulk, direct persistent connection", "fB": "(f) bulk, tlsbroker Lease"}
 out = []
 out.append(f"Medians of {runs} run(s) of {duration} s per cell, [min..max] over the runs; "
            "1 KiB requests; bulk: 64 KiB messages.")
 out.append("")
-out.append("| mode | callers | throughput | p50 µs | p99 µs | handshakes / 10k req | server CPU s / 10k req | errors |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+out.append("| mode | callers | throughput | p50 µs | p99 µs | handshakes / 10k req | server CPU s / 10k req | server context switches / req | errors |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 callers_seen = sorted({c for (_, c) in cells})
-for mode in ["a", "b", "c", "d", "e", "e0", "f", "cB", "fB"]:
+for mode in ["a", "b", "c", "d", "d1", "d2", "e", "e0", "f", "cB", "fB"]:
     for callers in callers_seen:
         if (mode, callers) not in cells: continue
         lo, hi = spread(mode, callers, "rate")
@@ -479,11 +523,13 @@ for mode in ["a", "b", "c", "d", "e", "e0", "f", "cB", "fB"]:
         cpu_s = "—" if cpu is None else f"{cpu:.3f} [{cs[0]:.3f}..{cs[1]:.3f}]"
         p50lo, p50hi = spread(mode, callers, "p50")
         errors = sum(c["errors"] for c in cells[(mode, callers)])
+        csw = med(mode, callers, "cs")
+        csw_s = "—" if csw is None else f"{csw:.2f}"
         out.append(f"| {names[mode]} | {callers} | {fmt(med(mode, callers, 'rate'))} {unit} "
                    f"[{fmt(lo)}..{fmt(hi)}] | {fmt(med(mode, callers, 'p50'))} [{fmt(p50lo)}..{fmt(p50hi)}] "
-                   f"| {fmt(med(mode, callers, 'p99'))} | {fmt(med(mode, callers, 'hs'), 1)} | {cpu_s} | {errors} |")
+                   f"| {fmt(med(mode, callers, 'p99'))} | {fmt(med(mode, callers, 'hs'), 1)} | {cpu_s} | {csw_s} | {errors} |")
 out.append("")
-out.append("Server CPU: (d) the gRPC echo server, (e)/(e0)/(f) tlsbroker (utime+stime from /proc/PID/stat).")
+out.append("Server CPU: (d)/(d1)/(d2) the gRPC echo server, (e)/(e0)/(f) tlsbroker (utime+stime from /proc/PID/stat).")
 out.append("Handshakes: counted by the backend (full + resumed) during the cell.")
 out.append("")
 
@@ -508,6 +554,10 @@ for callers in callers_seen:
 for callers in callers_seen:
     ratio_row("(e)/(d)", "e", "d", callers, 0.6 if callers in (16, 64) else None)
 for callers in callers_seen:
+    ratio_row("(d1)/(d) echo answering from a loop thread", "d1", "d", callers, None)
+for callers in callers_seen:
+    ratio_row("(d2)/(d) proxy floor", "d2", "d", callers, None)
+for callers in callers_seen:
     ratio_row("(f)/(c) Lease exchanges", "f", "c", callers, None)
 for callers in sorted({c for (m, c) in cells if m.endswith("B")}):
     ratio_row("(f)/(c) bulk", "fB", "cB", callers, 0.5)
@@ -530,6 +580,14 @@ out.append("| ratio (server CPU per request) | callers | median [range of per-ru
 out.append("|---|---:|---:|---:|---|")
 for callers in callers_seen:
     cpu_row("(e)/(d) broker per Call vs gRPC echo", "e", "d", callers, 1.5 if callers == 16 else None)
+for callers in callers_seen:
+    cpu_row("(d1)/(d) echo answering from a loop thread", "d1", "d", callers, None)
+for callers in callers_seen:
+    cpu_row("(e)/(d1) broker per Call vs that echo", "e", "d1", callers, None)
+for callers in callers_seen:
+    cpu_row("(d2)/(d) proxy floor vs gRPC echo", "d2", "d", callers, None)
+for callers in callers_seen:
+    cpu_row("(e)/(d2) broker per Call vs the proxy floor", "e", "d2", callers, None)
 for callers in callers_seen:
     cpu_row("(e)/(e0) this build / baseline build", "e", "e0", callers, None)
 out.append("")

@@ -39,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "bench/e2e/blocking_tls_connection.h"
 #include "broker/tls/openssl_ptr.h"
 #include "tools/load/load_options.h"
 #include "tools/load/load_stats.h"
@@ -148,119 +149,6 @@ absl::StatusOr<DirectOptions> ParseFlags(int argc, char** argv) {
   return o;
 }
 
-std::string DrainErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    absl::StrAppend(&out, out.empty() ? "" : "; ", buf);
-  }
-  return out.empty() ? "unknown TLS error" : out;
-}
-
-absl::StatusOr<SslCtxPtr> MakeContext(const DirectOptions& o) {
-  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (ctx == nullptr) return absl::InternalError(DrainErrors());
-  if (SSL_CTX_load_verify_locations(ctx.get(), o.ca_file.c_str(), nullptr) != 1 ||
-      SSL_CTX_use_certificate_chain_file(ctx.get(), o.cert_file.c_str()) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx.get(), o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("credentials: ", DrainErrors()));
-  }
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  // Sessions are kept by hand (mode resume) so that mode full never resumes by accident.
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
-  // Like the broker: release read/write buffers of idle connections.
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
-  return ctx;
-}
-
-// One TLS connection with blocking I/O. Thread-compatible: used by one caller thread.
-class Connection {
- public:
-  ~Connection() { Close(); }
-
-  absl::Status Open(SSL_CTX* ctx, const DirectOptions& o, SSL_SESSION* session) {
-    Close();
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(o.port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (o.host != "127.0.0.1" && o.host != "localhost") {
-      return absl::InvalidArgumentError("only 127.0.0.1 is supported");
-    }
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      return absl::UnavailableError(absl::StrCat("connect: ", strerror(errno)));
-    }
-    ssl_.reset(SSL_new(ctx));
-    if (ssl_ == nullptr) return absl::InternalError(DrainErrors());
-    SSL_set_fd(ssl_.get(), fd_);
-    SSL_set_tlsext_host_name(ssl_.get(), o.server_name.c_str());
-    SSL_set1_host(ssl_.get(), o.server_name.c_str());
-    if (session != nullptr) SSL_set_session(ssl_.get(), session);
-    ERR_clear_error();
-    if (SSL_connect(ssl_.get()) != 1) {
-      return absl::UnavailableError(absl::StrCat("handshake: ", DrainErrors()));
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status WriteAll(absl::string_view bytes) {
-    while (!bytes.empty()) {
-      ERR_clear_error();
-      int n = SSL_write(ssl_.get(), bytes.data(), static_cast<int>(bytes.size()));
-      if (n <= 0) return absl::UnavailableError(absl::StrCat("write: ", DrainErrors()));
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
-  }
-
-  // Appends what one SSL_read returns to `out`.
-  absl::Status ReadSome(std::string* out) {
-    char buf[64 * 1024];
-    ERR_clear_error();
-    int n = SSL_read(ssl_.get(), buf, sizeof(buf));
-    if (n <= 0) return absl::UnavailableError(absl::StrCat("read: ", DrainErrors()));
-    out->append(buf, static_cast<size_t>(n));
-    return absl::OkStatus();
-  }
-
-  // Reads one length-field frame (4-byte big-endian length counting itself).
-  absl::StatusOr<std::string> ReadFrame() {
-    std::string buffer;
-    while (true) {
-      size_t len = load::PayloadFactory::CompleteFrameLength(buffer);
-      if (len > 0) {
-        if (len != buffer.size()) return absl::DataLossError("bytes after the response frame");
-        return buffer;
-      }
-      absl::Status s = ReadSome(&buffer);
-      if (!s.ok()) return s;
-    }
-  }
-
-  SslSessionPtr TakeSession() { return SslSessionPtr(SSL_get1_session(ssl_.get())); }
-  bool resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
-  bool open() const { return ssl_ != nullptr; }
-
-  void Close() {
-    if (ssl_ != nullptr) {
-      SSL_shutdown(ssl_.get());  // sends close_notify; does not wait for the peer's
-      ssl_.reset();
-    }
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-  SslPtr ssl_;
-};
-
 // Shared by the caller threads: the run's bounds.
 struct RunState {
   RunState(const DirectOptions* o, SSL_CTX* c)
@@ -289,7 +177,7 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
 }
 
 // One bulk stream on `c`: writes o.bulk_bytes of the pattern, reads and verifies the echo.
-absl::Status BulkStream(RunState& run, Connection& c, LoadStats& stats) {
+absl::Status BulkStream(RunState& run, BlockingTlsConnection& c, LoadStats& stats) {
   const DirectOptions& o = *run.options;
   int64_t sent = 0, received = 0;
   std::string in;
@@ -316,7 +204,7 @@ absl::Status BulkStream(RunState& run, Connection& c, LoadStats& stats) {
 
 void Caller(RunState& run, int caller, LoadStats& stats) {
   const DirectOptions& o = *run.options;
-  Connection c;
+  BlockingTlsConnection c;
   SslSessionPtr session;
   int64_t seq = 0;
   while (run.Next()) {
@@ -325,7 +213,7 @@ void Caller(RunState& run, int caller, LoadStats& stats) {
     absl::Status s;
     const bool reconnect = o.mode == DirectMode::kFull || o.mode == DirectMode::kResume;
     if (reconnect || !c.open()) {
-      s = c.Open(run.ctx, o, o.mode == DirectMode::kResume ? session.get() : nullptr);
+      s = c.Open(run.ctx, o.host, o.port, o.server_name, o.mode == DirectMode::kResume ? session.get() : nullptr);
     }
     if (s.ok() && o.mode == DirectMode::kBulk) {
       s = BulkStream(run, c, stats);
@@ -372,7 +260,7 @@ int Main(int argc, char** argv) {
                  std::string(options.status().message()).c_str(), kUsage);
     return 2;
   }
-  absl::StatusOr<SslCtxPtr> ctx = MakeContext(*options);
+  absl::StatusOr<SslCtxPtr> ctx = MakeClientContext(options->ca_file, options->cert_file, options->key_file);
   if (!ctx.ok()) {
     std::fprintf(stderr, "tlsb-bench-direct: %s\n", std::string(ctx.status().message()).c_str());
     return 2;

@@ -9,7 +9,16 @@
 // difference between (e) and (d) is the broker's own work plus the backend round trip.
 //
 //   tlsb-bench-grpc-echo --cert F --key F --client-ca F [--listen 127.0.0.1:0]
-//                        [--response-prefix re:]
+//                        [--response-prefix re:] [--answer-from-loop]
+// --answer-from-loop: the handler posts the answer to one Asio event loop thread, which calls
+// Finish (baseline d1). That is the least any server pays that answers from a thread of its
+// own (as tlsbroker does: the backend's reply arrives on its I/O loop), so (d1) - (d) is the
+// price of that one hand-off alone, apart from everything else the broker does.
+// --forward-to 127.0.0.1:PORT --forward-ca F --forward-cert F --forward-key F: instead of
+// answering itself, each gRPC thread sends the request frame to that TLS backend over a
+// persistent connection of its own, with blocking I/O, and answers with the backend's frame
+// (baseline d2): the least a proxy on gRPC's threads can pay for the second leg. It blocks
+// gRPC's threads while the backend works, which a real broker must not do.
 // Prints "LISTENING <port>" on stdout when it serves; stops on SIGTERM/SIGINT.
 
 #include <pthread.h>
@@ -21,25 +30,68 @@
 #include <sstream>
 #include <string>
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <grpcpp/grpcpp.h>
+#include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "bench/e2e/blocking_tls_connection.h"
 #include "absl/synchronization/mutex.h"
 #include "tlsbroker/v1/broker.grpc.pb.h"
 
 namespace tlsbroker::bench {
 namespace {
 
+// Where --forward-to sends requests.
+struct Forwarding {
+  SSL_CTX* ctx = nullptr;
+  int port = 0;
+};
+
+// The calling thread's own connection to the backend (opened on first use): gRPC runs
+// handlers on a few threads of its own, and each keeps one connection, as a pool would.
+absl::StatusOr<std::string> ForwardOnThisThread(const Forwarding& to, const std::string& frame) {
+  thread_local BlockingTlsConnection connection;
+  if (!connection.open()) {
+    absl::Status opened = connection.Open(to.ctx, "127.0.0.1", to.port, "localhost", nullptr);
+    if (!opened.ok()) {
+      connection.Close();
+      return opened;
+    }
+  }
+  absl::Status written = connection.WriteAll(frame);
+  absl::StatusOr<std::string> answer =
+      written.ok() ? connection.ReadFrame() : absl::StatusOr<std::string>(written);
+  if (!answer.ok()) connection.Close();
+  return answer;
+}
+
 // Thread-safe: stateless; reactions run on gRPC's callback threads.
 class EchoBroker final : public tlsbroker::v1::BrokerService::CallbackService {
  public:
-  explicit EchoBroker(std::string prefix) : prefix_(std::move(prefix)) {}
+  // `loop`: where answers are sent from; null = from gRPC's own thread.
+  EchoBroker(std::string prefix, asio::io_context* loop, const Forwarding* forward)
+      : prefix_(std::move(prefix)), loop_(loop), forward_(forward) {}
 
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const tlsbroker::v1::CallRequest* request,
                                  tlsbroker::v1::CallResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     const std::string& in = request->request();
+    if (forward_ != nullptr) {
+      absl::StatusOr<std::string> answer = ForwardOnThisThread(*forward_, in);
+      if (!answer.ok()) {
+        reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     std::string(answer.status().message())));
+        return reactor;
+      }
+      *response->mutable_response() = *std::move(answer);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
     if (in.size() < 4) {
       reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "short frame"));
       return reactor;
@@ -52,12 +104,18 @@ class EchoBroker final : public tlsbroker::v1::BrokerService::CallbackService {
     }
     out->append(prefix_);
     out->append(in, 4, std::string::npos);
-    reactor->Finish(grpc::Status::OK);
+    if (loop_ == nullptr) {
+      reactor->Finish(grpc::Status::OK);
+    } else {
+      asio::post(*loop_, [reactor] { reactor->Finish(grpc::Status::OK); });
+    }
     return reactor;
   }
 
  private:
   const std::string prefix_;
+  asio::io_context* const loop_;
+  const Forwarding* const forward_;
 };
 
 bool ReadFile(const std::string& path, std::string* out) {
@@ -73,8 +131,20 @@ int Main(int argc, char** argv) {
   // As tlsbroker does (services/main.cc): the baseline gets the same gRPC tuning.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string cert_file, key_file, ca_file, listen = "127.0.0.1:0", prefix = "re:";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i], value = argv[i + 1];
+  bool answer_from_loop = false;
+  std::string forward_to, forward_ca, forward_cert, forward_key;
+  for (int i = 1; i < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--answer-from-loop") {
+      answer_from_loop = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "tlsb-bench-grpc-echo: %s needs a value\n", flag.c_str());
+      return 2;
+    }
+    std::string value = argv[i + 1];
     if (flag == "--cert") {
       cert_file = value;
     } else if (flag == "--key") {
@@ -85,6 +155,14 @@ int Main(int argc, char** argv) {
       listen = value;
     } else if (flag == "--response-prefix") {
       prefix = value;
+    } else if (flag == "--forward-to") {
+      forward_to = value;
+    } else if (flag == "--forward-ca") {
+      forward_ca = value;
+    } else if (flag == "--forward-cert") {
+      forward_cert = value;
+    } else if (flag == "--forward-key") {
+      forward_key = value;
     } else {
       std::fprintf(stderr, "tlsb-bench-grpc-echo: unknown flag %s\n", flag.c_str());
       return 2;
@@ -109,7 +187,30 @@ int Main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  EchoBroker service(prefix);
+  Forwarding forwarding;
+  SslCtxPtr forward_ctx;
+  if (!forward_to.empty()) {
+    const size_t colon = forward_to.rfind(':');
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(forward_to.substr(colon + 1), &forwarding.port) ||
+        forward_to.substr(0, colon) != "127.0.0.1") {
+      std::fprintf(stderr, "tlsb-bench-grpc-echo: --forward-to must be 127.0.0.1:PORT\n");
+      return 2;
+    }
+    absl::StatusOr<SslCtxPtr> ctx = MakeClientContext(forward_ca, forward_cert, forward_key);
+    if (!ctx.ok()) {
+      std::fprintf(stderr, "tlsb-bench-grpc-echo: %s\n", ctx.status().ToString().c_str());
+      return 2;
+    }
+    forward_ctx = *std::move(ctx);
+    forwarding.ctx = forward_ctx.get();
+  }
+  asio::io_context loop;
+  auto work = asio::make_work_guard(loop);
+  std::thread loop_thread;
+  if (answer_from_loop) loop_thread = std::thread([&loop] { loop.run(); });
+  EchoBroker service(prefix, answer_from_loop ? &loop : nullptr,
+                     forwarding.ctx != nullptr ? &forwarding : nullptr);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::SslServerCredentials(ssl), &port);
@@ -125,6 +226,8 @@ int Main(int argc, char** argv) {
   int sig = 0;
   sigwait(&set, &sig);
   server->Shutdown();
+  work.reset();
+  if (loop_thread.joinable()) loop_thread.join();
   return 0;
 }
 
